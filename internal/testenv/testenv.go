@@ -1,0 +1,21 @@
+// Package testenv owns how tests treat parts of the machine they need
+// (PostgreSQL, Chromium): skip with a reason when a part is missing, or fail
+// when USERPHONE_TEST_STRICT=1 says the run must use every part.
+package testenv
+
+import (
+	"os"
+	"testing"
+)
+
+// Strict reports whether missing parts must fail the run.
+func Strict() bool { return os.Getenv("USERPHONE_TEST_STRICT") == "1" }
+
+// Missing skips the test, or fails it under USERPHONE_TEST_STRICT=1.
+func Missing(t testing.TB, what string, err error) {
+	t.Helper()
+	if Strict() {
+		t.Fatalf("%s is missing and USERPHONE_TEST_STRICT=1 requires it: %v", what, err)
+	}
+	t.Skipf("skipped: %s is missing (%v); set it up, or see .ci/run", what, err)
+}

@@ -1,0 +1,159 @@
+package userphone
+
+import (
+	"context"
+	"time"
+)
+
+// ChangeStatus is the state of one phone number change.
+type ChangeStatus string
+
+const (
+	StatusAwaitingEmailConfirmation ChangeStatus = "awaiting-email-confirmation"
+	StatusAwaitingCode              ChangeStatus = "awaiting-code"
+	StatusVerified                  ChangeStatus = "verified"
+	StatusExpired                   ChangeStatus = "expired"
+	StatusCancelled                 ChangeStatus = "cancelled"
+)
+
+// Open reports whether a change in this status can still proceed.
+func (s ChangeStatus) Open() bool {
+	return s == StatusAwaitingEmailConfirmation || s == StatusAwaitingCode
+}
+
+// OpenStatuses are the statuses of a change that can still proceed. A user
+// has at most one change in them, which the store enforces.
+var OpenStatuses = []ChangeStatus{StatusAwaitingEmailConfirmation, StatusAwaitingCode}
+
+// Why a change was cancelled; recorded for support and audit.
+const (
+	CancelSuperseded      = "superseded"
+	CancelAlreadyVerified = "number-already-verified"
+	CancelTooManyAttempts = "too-many-attempts"
+)
+
+// Identity is what a bearer token says about its user.
+type Identity struct {
+	Subject string
+	Email   string
+	Locale  string
+	Scopes  []string
+}
+
+// User is a user as the service remembers them.
+type User struct {
+	ID     string
+	Email  string
+	Locale string
+	// PhoneNumber is the verified number in E.164, or empty.
+	PhoneNumber     string
+	PhoneVerifiedAt *time.Time
+}
+
+// PhoneChange is one attempt to set a user's phone number, from the request
+// to verification or its end.
+type PhoneChange struct {
+	ID          string
+	UserID      string
+	PhoneNumber string
+	Status      ChangeStatus
+	// EmailTokenHash is the keyed hash of the e-mail link's token; only the
+	// newest link's hash is kept, so a resent e-mail voids the previous one.
+	EmailTokenHash []byte
+	// CodeHash is the keyed hash of the newest SMS code.
+	CodeHash []byte
+	// Attempts counts wrong codes over the whole change, so a resend does not
+	// give a brute-forcer fresh tries.
+	Attempts int
+	// Sends counts messages sent for this change; it numbers each message.
+	Sends        int
+	LastSentAt   *time.Time
+	CancelReason string
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+	ExpiresAt    time.Time
+	ClosedAt     *time.Time
+}
+
+// ExpiredAt reports whether an open change has passed its time limit at now.
+func (c *PhoneChange) ExpiredAt(now time.Time) bool {
+	return c.Status.Open() && !now.Before(c.ExpiresAt)
+}
+
+// Close ends the change in status with an optional reason. The code hash
+// goes, as nothing may verify against it any more; the e-mail token's hash
+// stays so that a late click on the link is told what became of the change.
+func (c *PhoneChange) Close(status ChangeStatus, reason string, now time.Time) {
+	c.Status = status
+	c.CancelReason = reason
+	c.ClosedAt = &now
+	c.CodeHash = nil
+}
+
+// Phone is the user's phone as the API shows it: their number, whether it
+// is verified, and the pending change, if any.
+type Phone struct {
+	UserID string
+	// Number is the verified number, or the pending one when none is verified.
+	Number   string
+	Verified bool
+	Pending  *PhoneChange
+}
+
+// Channel names how a message travels.
+type Channel string
+
+const (
+	ChannelEmail Channel = "email"
+	ChannelSMS   Channel = "sms"
+)
+
+// Message is one e-mail or SMS, ready to send.
+type Message struct {
+	Channel Channel
+	To      string
+	Subject string // e-mail only
+	Text    string
+	// Kind names the purpose, e.g. "confirm-change", for logs without content.
+	Kind string
+}
+
+// Sender delivers messages. Implementations must not log a message's text,
+// which holds codes and links.
+type Sender interface {
+	Send(ctx context.Context, m Message) error
+}
+
+// Store opens transactions over the service's state.
+type Store interface {
+	// InTx runs fn in one transaction, committing when fn returns nil.
+	InTx(ctx context.Context, fn func(Tx) error) error
+	// Read runs fn without taking locks; fn must not write.
+	Read(ctx context.Context, fn func(Tx) error) error
+	Ping(ctx context.Context) error
+}
+
+// Tx is what one transaction can do. Lock order is always the user row
+// first, then their changes, so per-user requests apply one at a time.
+type Tx interface {
+	// UpsertUser remembers the identity's e-mail and locale (keeping the old
+	// ones when the token lacks them) and locks the user's row.
+	UpsertUser(ctx context.Context, id Identity, now time.Time) (User, error)
+	// LockUser locks and returns the user; found is false if unknown.
+	LockUser(ctx context.Context, userID string) (u User, found bool, err error)
+	GetUser(ctx context.Context, userID string) (u User, found bool, err error)
+	// OpenChange returns the user's open change, or nil.
+	OpenChange(ctx context.Context, userID string) (*PhoneChange, error)
+	// LatestChange returns the user's newest change in any status, or nil.
+	LatestChange(ctx context.Context, userID string) (*PhoneChange, error)
+	// ChangeByEmailToken returns the change whose current e-mail token has
+	// this hash, or nil.
+	ChangeByEmailToken(ctx context.Context, tokenHash []byte) (*PhoneChange, error)
+	InsertChange(ctx context.Context, c *PhoneChange) error
+	SaveChange(ctx context.Context, c *PhoneChange) error
+	// TakeVerifiedNumber makes number the user's verified number and removes
+	// it from any other user, whom it returns so they can be told.
+	TakeVerifiedNumber(ctx context.Context, userID, number string, now time.Time) (previousOwners []User, err error)
+	// ExpireDue closes every open change whose time limit has passed.
+	ExpireDue(ctx context.Context, now time.Time) (int64, error)
+}

@@ -1,0 +1,232 @@
+// Package store owns the service's persistent state: the GORM models, the
+// versioned migrations for PostgreSQL and SQLite, and the queries behind
+// userphone.Store. Both dialects run the same queries; where they differ
+// (row locks), the difference is kept here.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	sqlite "github.com/libtnb/sqlite"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+
+	"github.com/pace/userphone"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// Dialect names the database behind a Store.
+type Dialect string
+
+const (
+	Postgres Dialect = "postgres"
+	SQLite   Dialect = "sqlite"
+)
+
+// Config says which database to open.
+type Config struct {
+	// DatabaseURL is a postgres:// URL; empty means a SQLite file in DataDir.
+	DatabaseURL string
+	DataDir     string
+	Logger      *slog.Logger
+}
+
+// Store is the GORM-backed userphone.Store.
+type Store struct {
+	db      *gorm.DB
+	sqlDB   *sql.DB
+	dialect Dialect
+	log     *slog.Logger
+}
+
+var _ userphone.Store = (*Store)(nil)
+
+// Open connects to the configured database. It does not migrate; call
+// Migrate. A PostgreSQL server that is down does not fail Open, so the
+// service can start and report itself not ready until the database answers.
+func Open(cfg Config) (*Store, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	gcfg := &gorm.Config{
+		Logger:         logger.Discard,
+		TranslateError: true,
+		NowFunc:        func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) },
+		// Every write happens inside an explicit transaction of ours.
+		SkipDefaultTransaction: true,
+	}
+	s := &Store{log: log}
+	var err error
+	switch {
+	case cfg.DatabaseURL == "":
+		s.dialect = SQLite
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("create the data directory %s: %w", cfg.DataDir, err)
+		}
+		s.db, err = gorm.Open(sqlite.Open(sqliteDSN(filepath.Join(cfg.DataDir, "userphone.db"))), gcfg)
+	case strings.HasPrefix(cfg.DatabaseURL, "postgres://"), strings.HasPrefix(cfg.DatabaseURL, "postgresql://"):
+		s.dialect = Postgres
+		s.db, err = gorm.Open(postgres.New(postgres.Config{DSN: cfg.DatabaseURL}), gcfg)
+	default:
+		return nil, errors.New("the database URL must start with postgres:// (or be empty for SQLite)")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open the %s database: %w", s.dialect, err)
+	}
+	if s.sqlDB, err = s.db.DB(); err != nil {
+		return nil, err
+	}
+	if s.dialect == SQLite {
+		// WAL lets readers run beside the one writer; more connections would
+		// only queue on SQLite's single write lock.
+		s.sqlDB.SetMaxOpenConns(4)
+	} else {
+		// Sized for a 2-core replica: PostgreSQL's default max_connections is
+		// 100, which leaves room for several replicas and the tools.
+		s.sqlDB.SetMaxOpenConns(16)
+		s.sqlDB.SetMaxIdleConns(16)
+		s.sqlDB.SetConnMaxIdleTime(5 * time.Minute)
+	}
+	return s, nil
+}
+
+// sqliteDSN sets up the SQLite file for a server: WAL so reads do not block
+// on writes, a busy timeout so writers queue instead of failing, and
+// immediate transactions so a transaction takes the write lock at BEGIN and
+// cannot deadlock upgrading a read lock later.
+func sqliteDSN(path string) string {
+	return "file:" + path + "?_txlock=immediate" +
+		"&_pragma=journal_mode(WAL)" +
+		"&_pragma=busy_timeout(10000)" +
+		"&_pragma=foreign_keys(1)" +
+		"&_pragma=synchronous(NORMAL)"
+}
+
+// Dialect tells which database the store uses.
+func (s *Store) Dialect() Dialect { return s.dialect }
+
+// DB exposes the GORM handle, for jobs that must share our transactions.
+func (s *Store) DB() *gorm.DB { return s.db }
+
+// Close closes the connection pool.
+func (s *Store) Close() error { return s.sqlDB.Close() }
+
+// Ping reports whether the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.sqlDB.PingContext(ctx); err != nil {
+		return fmt.Errorf("%w: %v", userphone.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Migrate applies the pending migrations of the store's dialect. On
+// PostgreSQL an advisory lock keeps replicas that start together from
+// migrating at the same time.
+func (s *Store) Migrate(ctx context.Context) error {
+	p, err := s.migrator()
+	if err != nil {
+		return err
+	}
+	results, err := p.Up(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate the %s database: %w", s.dialect, err)
+	}
+	for _, r := range results {
+		s.log.Info("migration applied", "version", r.Source.Version, "file", r.Source.Path, "duration", r.Duration)
+	}
+	return nil
+}
+
+// SchemaVersion returns the applied and the newest known migration version.
+func (s *Store) SchemaVersion(ctx context.Context) (applied, latest int64, err error) {
+	p, err := s.migrator()
+	if err != nil {
+		return 0, 0, err
+	}
+	if applied, err = p.GetDBVersion(ctx); err != nil {
+		return 0, 0, err
+	}
+	sources := p.ListSources()
+	if len(sources) > 0 {
+		latest = sources[len(sources)-1].Version
+	}
+	return applied, latest, nil
+}
+
+func (s *Store) migrator() (*goose.Provider, error) {
+	dir, err := fs.Sub(migrations, "migrations/"+string(s.dialect))
+	if err != nil {
+		return nil, err
+	}
+	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
+	dialect := goose.DialectSQLite3
+	if s.dialect == Postgres {
+		dialect = goose.DialectPostgres
+		locker, err := lock.NewPostgresSessionLocker()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
+	}
+	return goose.NewProvider(dialect, s.sqlDB, dir, opts...)
+}
+
+// InTx runs fn in one transaction. A uniqueness conflict with a concurrent
+// transaction comes back as userphone.ErrConflict, so the caller can retry.
+func (s *Store) InTx(ctx context.Context, fn func(userphone.Tx) error) error {
+	err := s.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
+		return fn(&tx{db: db, dialect: s.dialect})
+	})
+	return translate(err)
+}
+
+// Read runs fn on the pool without a transaction or locks.
+func (s *Store) Read(ctx context.Context, fn func(userphone.Tx) error) error {
+	return translate(fn(&tx{db: s.db.WithContext(ctx), dialect: s.dialect}))
+}
+
+// translate maps driver errors onto the domain's sentinel errors, and
+// leaves domain errors as they are.
+func translate(err error) error {
+	if err == nil || userphone.AsError(err) != nil {
+		return err
+	}
+	if errors.Is(err, gorm.ErrDuplicatedKey) {
+		return fmt.Errorf("%w: %v", userphone.ErrConflict, err)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "40001", "40P01": // serialization failure, deadlock
+			return fmt.Errorf("%w: %v", userphone.ErrConflict, err)
+		case "57P01", "57P02", "57P03": // admin shutdown, crash shutdown, cannot connect now
+			return fmt.Errorf("%w: %v", userphone.ErrUnavailable, err)
+		}
+	}
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	if errors.As(err, &connectErr) || errors.As(err, &netErr) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) {
+		return fmt.Errorf("%w: %v", userphone.ErrUnavailable, err)
+	}
+	return err
+}

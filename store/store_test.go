@@ -1,0 +1,198 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/pace/userphone"
+	"github.com/pace/userphone/store"
+	"github.com/pace/userphone/store/storetest"
+)
+
+func eachDialect(t *testing.T, fn func(t *testing.T, s *store.Store)) {
+	for _, d := range storetest.Dialects {
+		t.Run(string(d), func(t *testing.T) {
+			t.Parallel()
+			fn(t, storetest.New(t, d))
+		})
+	}
+}
+
+var t0 = time.Date(2026, 11, 27, 12, 0, 0, 123456000, time.UTC)
+
+func newChange(userID, number string, status userphone.ChangeStatus) *userphone.PhoneChange {
+	return &userphone.PhoneChange{
+		ID: uuid.NewString(), UserID: userID, PhoneNumber: number, Status: status,
+		CreatedAt: t0, UpdatedAt: t0, ExpiresAt: t0.Add(24 * time.Hour),
+	}
+}
+
+func TestUpsertUserKeepsRememberedEmailAndLocale(t *testing.T) {
+	eachDialect(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		var u userphone.User
+		err := s.InTx(ctx, func(tx userphone.Tx) error {
+			if _, err := tx.UpsertUser(ctx, userphone.Identity{Subject: "u1", Email: "a@example.com", Locale: "de"}, t0); err != nil {
+				return err
+			}
+			var err error
+			u, err = tx.UpsertUser(ctx, userphone.Identity{Subject: "u1"}, t0)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.Email != "a@example.com" || u.Locale != "de" {
+			t.Fatalf("user = %+v, want the remembered e-mail and locale", u)
+		}
+	})
+}
+
+func TestChangeRoundTripsEveryField(t *testing.T) {
+	eachDialect(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		c := newChange("u1", "+4915112345678", userphone.StatusAwaitingCode)
+		c.CodeHash = []byte{1, 2, 3}
+		c.EmailTokenHash = []byte{4, 5, 6}
+		sent := t0.Add(time.Minute)
+		c.LastSentAt, c.Sends, c.Attempts = &sent, 2, 3
+		var got *userphone.PhoneChange
+		err := s.InTx(ctx, func(tx userphone.Tx) error {
+			if _, err := tx.UpsertUser(ctx, userphone.Identity{Subject: "u1"}, t0); err != nil {
+				return err
+			}
+			if err := tx.InsertChange(ctx, c); err != nil {
+				return err
+			}
+			var err error
+			got, err = tx.ChangeByEmailToken(ctx, []byte{4, 5, 6})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got == nil || got.ID != c.ID || got.Status != c.Status || !bytes.Equal(got.CodeHash, c.CodeHash) ||
+			got.Attempts != 3 || got.Sends != 2 || !got.LastSentAt.Equal(sent) || !got.ExpiresAt.Equal(c.ExpiresAt) ||
+			!got.CreatedAt.Equal(t0) {
+			t.Fatalf("read back %+v, wrote %+v", got, c)
+		}
+	})
+}
+
+func TestOneOpenChangePerUser(t *testing.T) {
+	eachDialect(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		err := s.InTx(ctx, func(tx userphone.Tx) error {
+			if _, err := tx.UpsertUser(ctx, userphone.Identity{Subject: "u1"}, t0); err != nil {
+				return err
+			}
+			if err := tx.InsertChange(ctx, newChange("u1", "+4915112345678", userphone.StatusAwaitingCode)); err != nil {
+				return err
+			}
+			return tx.InsertChange(ctx, newChange("u1", "+4915198765432", userphone.StatusAwaitingEmailConfirmation))
+		})
+		if !errors.Is(err, userphone.ErrConflict) {
+			t.Fatalf("second open change: err = %v, want ErrConflict", err)
+		}
+	})
+}
+
+func TestOneVerifiedOwnerPerNumber(t *testing.T) {
+	eachDialect(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		const number = "+4915112345678"
+		err := s.InTx(ctx, func(tx userphone.Tx) error {
+			for _, id := range []string{"first", "second"} {
+				if _, err := tx.UpsertUser(ctx, userphone.Identity{Subject: id, Email: id + "@example.com"}, t0); err != nil {
+					return err
+				}
+			}
+			if prev, err := tx.TakeVerifiedNumber(ctx, "first", number, t0); err != nil || len(prev) != 0 {
+				t.Fatalf("first take: previous %v, err %v", prev, err)
+			}
+			prev, err := tx.TakeVerifiedNumber(ctx, "second", number, t0)
+			if err != nil {
+				return err
+			}
+			if len(prev) != 1 || prev[0].ID != "first" || prev[0].Email != "first@example.com" || prev[0].PhoneNumber != number {
+				t.Fatalf("second take: previous owners %+v, want first", prev)
+			}
+			first, _, err := tx.GetUser(ctx, "first")
+			if err != nil {
+				return err
+			}
+			second, _, err := tx.GetUser(ctx, "second")
+			if first.PhoneNumber != "" || second.PhoneNumber != number || second.PhoneVerifiedAt == nil {
+				t.Fatalf("after the move: first %+v, second %+v", first, second)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The index itself refuses a second owner, whatever the code does.
+		err = s.DB().WithContext(ctx).Exec("UPDATE users SET phone_number = ? WHERE id = 'first'", number).Error
+		if !errors.Is(err, gorm.ErrDuplicatedKey) {
+			t.Fatalf("second owner through raw SQL: err = %v, want ErrConflict", err)
+		}
+	})
+}
+
+func TestExpireDueClosesOnlyOverdueOpenChanges(t *testing.T) {
+	eachDialect(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		due := newChange("u1", "+4915112345678", userphone.StatusAwaitingCode)
+		notDue := newChange("u2", "+4915112345679", userphone.StatusAwaitingCode)
+		notDue.ExpiresAt = t0.Add(48 * time.Hour)
+		var n int64
+		err := s.InTx(ctx, func(tx userphone.Tx) error {
+			for _, id := range []string{"u1", "u2"} {
+				if _, err := tx.UpsertUser(ctx, userphone.Identity{Subject: id}, t0); err != nil {
+					return err
+				}
+			}
+			if err := tx.InsertChange(ctx, due); err != nil {
+				return err
+			}
+			if err := tx.InsertChange(ctx, notDue); err != nil {
+				return err
+			}
+			var err error
+			n, err = tx.ExpireDue(ctx, t0.Add(24*time.Hour))
+			return err
+		})
+		if err != nil || n != 1 {
+			t.Fatalf("ExpireDue = %d, %v; want 1", n, err)
+		}
+		_ = s.Read(ctx, func(tx userphone.Tx) error {
+			c, _ := tx.LatestChange(ctx, "u1")
+			if c.Status != userphone.StatusExpired || c.ClosedAt == nil {
+				t.Errorf("overdue change: %+v", c)
+			}
+			c, _ = tx.OpenChange(ctx, "u2")
+			if c == nil {
+				t.Errorf("change not yet due was closed")
+			}
+			return nil
+		})
+	})
+}
+
+func TestMigrateIsIdempotentAndReportsVersion(t *testing.T) {
+	eachDialect(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		if err := s.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		applied, latest, err := s.SchemaVersion(ctx)
+		if err != nil || applied != latest || latest < 1 {
+			t.Fatalf("SchemaVersion = %d, %d, %v", applied, latest, err)
+		}
+	})
+}

@@ -1,0 +1,146 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/pace/userphone"
+)
+
+// tx implements userphone.Tx on one GORM transaction (or, for Store.Read,
+// on the pool).
+type tx struct {
+	db      *gorm.DB
+	dialect Dialect
+}
+
+// forUpdate locks the selected rows on PostgreSQL. SQLite needs no row
+// locks: its immediate transactions hold the database's write lock.
+func (t *tx) forUpdate() *gorm.DB {
+	if t.dialect == Postgres {
+		return t.db.Clauses(clause.Locking{Strength: "UPDATE"})
+	}
+	return t.db
+}
+
+func (t *tx) UpsertUser(ctx context.Context, id userphone.Identity, now time.Time) (userphone.User, error) {
+	now = dbTime(now)
+	// The upsert also takes the row lock (PostgreSQL) that serialises one
+	// user's requests. An identity without e-mail or locale keeps what was
+	// remembered from an earlier token.
+	err := t.db.WithContext(ctx).Exec(`INSERT INTO users (id, email, locale, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+  email = CASE WHEN excluded.email <> '' THEN excluded.email ELSE users.email END,
+  locale = CASE WHEN excluded.locale <> '' THEN excluded.locale ELSE users.locale END,
+  updated_at = excluded.updated_at`, id.Subject, id.Email, id.Locale, now, now).Error
+	if err != nil {
+		return userphone.User{}, err
+	}
+	u, _, err := t.LockUser(ctx, id.Subject)
+	return u, err
+}
+
+func (t *tx) LockUser(ctx context.Context, userID string) (userphone.User, bool, error) {
+	return t.getUser(t.forUpdate().WithContext(ctx), userID)
+}
+
+func (t *tx) GetUser(ctx context.Context, userID string) (userphone.User, bool, error) {
+	return t.getUser(t.db.WithContext(ctx), userID)
+}
+
+func (t *tx) getUser(db *gorm.DB, userID string) (userphone.User, bool, error) {
+	var row userRow
+	err := db.Where("id = ?", userID).Take(&row).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return userphone.User{}, false, nil
+	}
+	if err != nil {
+		return userphone.User{}, false, err
+	}
+	return row.domain(), true, nil
+}
+
+func (t *tx) OpenChange(ctx context.Context, userID string) (*userphone.PhoneChange, error) {
+	return t.findChange(t.forUpdate().WithContext(ctx).
+		Where("user_id = ? AND status IN ?", userID, userphone.OpenStatuses))
+}
+
+func (t *tx) LatestChange(ctx context.Context, userID string) (*userphone.PhoneChange, error) {
+	return t.findChange(t.db.WithContext(ctx).Where("user_id = ?", userID).Order("created_at DESC"))
+}
+
+func (t *tx) ChangeByEmailToken(ctx context.Context, tokenHash []byte) (*userphone.PhoneChange, error) {
+	return t.findChange(t.forUpdate().WithContext(ctx).Where("email_token_hash = ?", tokenHash))
+}
+
+func (t *tx) findChange(q *gorm.DB) (*userphone.PhoneChange, error) {
+	var row changeRow
+	err := q.Take(&row).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return row.domain(), nil
+}
+
+func (t *tx) InsertChange(ctx context.Context, c *userphone.PhoneChange) error {
+	row := changeRowOf(c)
+	return t.db.WithContext(ctx).Create(&row).Error
+}
+
+func (t *tx) SaveChange(ctx context.Context, c *userphone.PhoneChange) error {
+	row := changeRowOf(c)
+	// Select("*") writes zero values too, e.g. a cleared code hash.
+	res := t.db.WithContext(ctx).Model(&row).Select("*").Omit("id", "user_id", "created_at").Updates(&row)
+	if res.Error != nil {
+		return res.Error
+	}
+	if res.RowsAffected != 1 {
+		return errors.New("save phone change: no row with id " + c.ID)
+	}
+	return nil
+}
+
+func (t *tx) TakeVerifiedNumber(ctx context.Context, userID, number string, now time.Time) ([]userphone.User, error) {
+	now = dbTime(now)
+	db := t.db.WithContext(ctx)
+	var rows []userRow
+	if err := t.forUpdate().WithContext(ctx).Where("phone_number = ? AND id <> ?", number, userID).Find(&rows).Error; err != nil {
+		return nil, err
+	}
+	if len(rows) > 0 {
+		err := db.Model(&userRow{}).Where("phone_number = ? AND id <> ?", number, userID).
+			Updates(map[string]any{"phone_number": nil, "phone_verified_at": nil, "updated_at": now}).Error
+		if err != nil {
+			return nil, err
+		}
+	}
+	err := db.Model(&userRow{}).Where("id = ?", userID).
+		Updates(map[string]any{"phone_number": number, "phone_verified_at": now, "updated_at": now}).Error
+	if err != nil {
+		return nil, err
+	}
+	previous := make([]userphone.User, len(rows))
+	for i, r := range rows {
+		previous[i] = r.domain()
+	}
+	return previous, nil
+}
+
+func (t *tx) ExpireDue(ctx context.Context, now time.Time) (int64, error) {
+	now = dbTime(now)
+	res := t.db.WithContext(ctx).Model(&changeRow{}).
+		Where("status IN ? AND expires_at <= ?", userphone.OpenStatuses, now).
+		Updates(map[string]any{
+			"status": string(userphone.StatusExpired), "closed_at": now, "updated_at": now,
+			"code_hash": nil,
+		})
+	return res.RowsAffected, res.Error
+}
