@@ -147,7 +147,8 @@ type Tx interface {
 	// LatestChange returns the user's newest change in any status, or nil.
 	LatestChange(ctx context.Context, userID string) (*PhoneChange, error)
 	// ChangeByEmailToken returns the change whose current e-mail token has
-	// this hash, or nil.
+	// this hash, or nil. It takes no lock: lock the user, then re-read the
+	// change with OpenChange.
 	ChangeByEmailToken(ctx context.Context, tokenHash []byte) (*PhoneChange, error)
 	InsertChange(ctx context.Context, c *PhoneChange) error
 	SaveChange(ctx context.Context, c *PhoneChange) error

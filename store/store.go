@@ -194,7 +194,7 @@ func (s *Store) migrator() (*goose.Provider, error) {
 // transaction comes back as userphone.ErrConflict, so the caller can retry.
 func (s *Store) InTx(ctx context.Context, fn func(userphone.Tx) error) error {
 	err := s.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
-		return fn(&tx{db: db, dialect: s.dialect})
+		return fn(&tx{db: db, dialect: s.dialect, locking: true})
 	})
 	return translate(err)
 }

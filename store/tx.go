@@ -16,12 +16,15 @@ import (
 type tx struct {
 	db      *gorm.DB
 	dialect Dialect
+	// locking is false for Store.Read, where a row lock would only last
+	// the one statement and buy nothing.
+	locking bool
 }
 
 // forUpdate locks the selected rows on PostgreSQL. SQLite needs no row
 // locks: its immediate transactions hold the database's write lock.
 func (t *tx) forUpdate() *gorm.DB {
-	if t.dialect == Postgres {
+	if t.locking && t.dialect == Postgres {
 		return t.db.Clauses(clause.Locking{Strength: "UPDATE"})
 	}
 	return t.db
@@ -75,7 +78,7 @@ func (t *tx) LatestChange(ctx context.Context, userID string) (*userphone.PhoneC
 }
 
 func (t *tx) ChangeByEmailToken(ctx context.Context, tokenHash []byte) (*userphone.PhoneChange, error) {
-	return t.findChange(t.forUpdate().WithContext(ctx).Where("email_token_hash = ?", tokenHash))
+	return t.findChange(t.db.WithContext(ctx).Where("email_token_hash = ?", tokenHash))
 }
 
 func (t *tx) findChange(q *gorm.DB) (*userphone.PhoneChange, error) {

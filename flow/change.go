@@ -1,0 +1,120 @@
+package flow
+
+import (
+	"context"
+	"math"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/pace/userphone"
+	"github.com/pace/userphone/phone"
+)
+
+// RequestChange asks for rawNumber to become the user's number. created is
+// false when the number already is the user's verified number, true when a
+// change is pending.
+func (s *Service) RequestChange(ctx context.Context, id userphone.Identity, rawNumber string) (p userphone.Phone, created bool, err error) {
+	number, err := phone.Normalize(rawNumber)
+	if err != nil {
+		return userphone.Phone{}, false, err
+	}
+	err = s.inTx(ctx, func(tx userphone.Tx, now time.Time, out *outbox) error {
+		user, err := tx.UpsertUser(ctx, id, now)
+		if err != nil {
+			return err
+		}
+		open, err := openChange(ctx, tx, user.ID, now)
+		if err != nil {
+			return err
+		}
+		switch {
+		case number == user.PhoneNumber:
+			if open != nil {
+				open.Close(userphone.StatusCancelled, userphone.CancelAlreadyVerified, now)
+				open.UpdatedAt = now
+				if err := tx.SaveChange(ctx, open); err != nil {
+					return err
+				}
+			}
+			p, created = view(user, nil), false
+			return nil
+		case open != nil && open.PhoneNumber == number:
+			if err := s.resend(open, user, now, out); err != nil {
+				return err
+			}
+			p, created = view(user, open), true
+			return tx.SaveChange(ctx, open)
+		}
+		if open != nil {
+			// Superseded first: the store allows one open change per user.
+			// Should the new change fail below, the rollback restores it.
+			open.Close(userphone.StatusCancelled, userphone.CancelSuperseded, now)
+			open.UpdatedAt = now
+			if err := tx.SaveChange(ctx, open); err != nil {
+				return err
+			}
+		}
+		c := &userphone.PhoneChange{
+			ID: uuid.NewString(), UserID: user.ID, PhoneNumber: number,
+			CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(s.cfg.ProcessTTL),
+		}
+		if user.PhoneNumber != "" {
+			// Someone holding only a stolen token must not be able to move a
+			// verified account to their own phone: the owner's mailbox says yes.
+			c.Status = userphone.StatusAwaitingEmailConfirmation
+			err = s.issueEmail(c, user, now, out)
+		} else {
+			c.Status = userphone.StatusAwaitingCode
+			err = s.issueCode(c, user, now, out)
+		}
+		if err != nil {
+			return err
+		}
+		p, created = view(user, c), true
+		return tx.InsertChange(ctx, c)
+	})
+	return p, created, err
+}
+
+// resend sends the current step's message again, once the cool-down since
+// the last one has passed.
+func (s *Service) resend(c *userphone.PhoneChange, user userphone.User, now time.Time, out *outbox) error {
+	if c.LastSentAt != nil {
+		if wait := c.LastSentAt.Add(s.cfg.ResendCooldown).Sub(now); wait > 0 {
+			secs := int(math.Ceil(wait.Seconds()))
+			return &userphone.Error{
+				Code:       userphone.CodeRateLimited,
+				Detail:     "A message for this change was sent moments ago; try again in " + itoa(secs) + " seconds.",
+				RetryAfter: time.Duration(secs) * time.Second,
+			}
+		}
+	}
+	c.UpdatedAt = now
+	if c.Status == userphone.StatusAwaitingEmailConfirmation {
+		return s.issueEmail(c, user, now, out)
+	}
+	return s.issueCode(c, user, now, out)
+}
+
+// Check returns the user's phone; found is false when they have neither a
+// verified nor a pending number.
+func (s *Service) Check(ctx context.Context, id userphone.Identity) (p userphone.Phone, found bool, err error) {
+	now := s.clock()
+	err = s.store.Read(ctx, func(tx userphone.Tx) error {
+		user, known, err := tx.GetUser(ctx, id.Subject)
+		if err != nil || !known {
+			return err
+		}
+		open, err := tx.OpenChange(ctx, user.ID)
+		if err != nil {
+			return err
+		}
+		if open != nil && open.ExpiredAt(now) {
+			open = nil
+		}
+		p, found = view(user, open), user.PhoneNumber != "" || open != nil
+		return nil
+	})
+	return p, found, err
+}

@@ -1,0 +1,169 @@
+// Package flow owns the phone number change flow: who may change what,
+// when an e-mail or an SMS goes out, how codes are checked, when a change
+// expires and who owns a number. It knows nothing of HTTP; the server
+// package adapts it to the generated strict-server interface.
+package flow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/pace/userphone"
+)
+
+// Config holds the flow's rules. Every field has a default in the
+// configuration, with its reason given there.
+type Config struct {
+	// ProcessTTL is how long a change may take from request to verification.
+	ProcessTTL time.Duration
+	// ResendCooldown is the least time between two messages for one change.
+	ResendCooldown time.Duration
+	// MaxCodeAttempts is how many wrong codes end a change.
+	MaxCodeAttempts int
+	// Secret keys the hashes of codes and e-mail tokens; at least 32 bytes.
+	Secret []byte
+	// ConfirmURL is the absolute URL of the confirmation page; the e-mail
+	// link is ConfirmURL?token=….
+	ConfirmURL string
+}
+
+// Service runs the flow on a store and sends messages through a sender.
+type Service struct {
+	store  userphone.Store
+	sender userphone.Sender
+	cfg    Config
+	log    *slog.Logger
+	now    func() time.Time
+}
+
+// New returns a Service. now may be nil for the wall clock.
+func New(store userphone.Store, sender userphone.Sender, cfg Config, log *slog.Logger, now func() time.Time) (*Service, error) {
+	if len(cfg.Secret) < 32 {
+		return nil, errors.New("flow: the secret must be at least 32 bytes")
+	}
+	if cfg.ProcessTTL <= 0 || cfg.MaxCodeAttempts <= 0 || cfg.ResendCooldown < 0 || cfg.ConfirmURL == "" {
+		return nil, fmt.Errorf("flow: incomplete configuration %+v", cfg)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Service{store: store, sender: sender, cfg: cfg, log: log, now: now}, nil
+}
+
+// conflictRetries bounds how often a transaction that lost a race on a
+// uniqueness rule is run again; a second run sees the winner's commit, so
+// more than a few means something else is wrong.
+const conflictRetries = 4
+
+// inTx runs fn in a transaction and then delivers the messages fn queued,
+// only once the state that they announce has committed.
+func (s *Service) inTx(ctx context.Context, fn func(tx userphone.Tx, now time.Time, out *outbox) error) error {
+	var out outbox
+	var err error
+	for range conflictRetries {
+		out = outbox{}
+		err = s.store.InTx(ctx, func(tx userphone.Tx) error {
+			return fn(tx, s.clock(), &out)
+		})
+		if !errors.Is(err, userphone.ErrConflict) {
+			break
+		}
+	}
+	if err != nil {
+		return err
+	}
+	s.deliver(ctx, out.messages)
+	return nil
+}
+
+// clock returns the time at the precision the store keeps.
+func (s *Service) clock() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
+
+type outbox struct{ messages []userphone.Message }
+
+func (o *outbox) add(m userphone.Message) { o.messages = append(o.messages, m) }
+
+// deliverTimeout bounds one message's delivery so that a slow provider
+// cannot hold a request open; the caller can ask for a resend.
+const deliverTimeout = 10 * time.Second
+
+func (s *Service) deliver(ctx context.Context, msgs []userphone.Message) {
+	// The state has committed: a client that hangs up must not stop the
+	// message that the committed state announces.
+	ctx = context.WithoutCancel(ctx)
+	for _, m := range msgs {
+		sctx, cancel := context.WithTimeout(ctx, deliverTimeout)
+		err := s.sender.Send(sctx, m)
+		cancel()
+		if err != nil {
+			s.log.Error("message delivery failed", "channel", m.Channel, "kind", m.Kind, "err", err)
+		}
+	}
+}
+
+// SweepExpired closes every change that has passed its time limit. Reads
+// treat such changes as expired anyway; the sweep keeps the table honest
+// for operators and frees the one-open-change slot.
+func (s *Service) SweepExpired(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.store.InTx(ctx, func(tx userphone.Tx) error {
+		var err error
+		n, err = tx.ExpireDue(ctx, s.clock())
+		return err
+	})
+	return n, err
+}
+
+// RunSweeper sweeps every interval until ctx ends.
+func (s *Service) RunSweeper(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := s.SweepExpired(ctx); err != nil {
+				s.log.Warn("expiry sweep failed", "err", err)
+			} else if n > 0 {
+				s.log.Info("expired phone changes closed", "count", n)
+			}
+		}
+	}
+}
+
+// Ready reports whether the store answers.
+func (s *Service) Ready(ctx context.Context) error { return s.store.Ping(ctx) }
+
+// view builds the API's picture of a user's phone.
+func view(u userphone.User, open *userphone.PhoneChange) userphone.Phone {
+	p := userphone.Phone{UserID: u.ID, Pending: open}
+	switch {
+	case u.PhoneNumber != "":
+		p.Number, p.Verified = u.PhoneNumber, true
+	case open != nil:
+		p.Number = open.PhoneNumber
+	}
+	return p
+}
+
+// openChange returns the user's open change, closing it first if its time
+// limit has passed.
+func openChange(ctx context.Context, tx userphone.Tx, userID string, now time.Time) (*userphone.PhoneChange, error) {
+	c, err := tx.OpenChange(ctx, userID)
+	if err != nil || c == nil {
+		return nil, err
+	}
+	if c.ExpiredAt(now) {
+		c.Close(userphone.StatusExpired, "", now)
+		c.UpdatedAt = now
+		return nil, tx.SaveChange(ctx, c)
+	}
+	return c, nil
+}

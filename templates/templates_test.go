@@ -1,0 +1,224 @@
+package templates
+
+import (
+	"bytes"
+	"html"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+func TestLang(t *testing.T) {
+	tests := []struct {
+		locale, accept, want string
+	}{
+		{"de", "", "de"},
+		{"de-DE", "en", "de"},
+		{"de_AT", "en-US,en;q=0.9", "de"},
+		{"en-GB", "de", "en"},
+		{"EN_us", "de", "en"},
+		{"fr-FR", "de-DE,de;q=0.9,en;q=0.8", "de"},
+		{"", "en-US,en;q=0.9,de;q=0.8", "en"},
+		{"", "de;q=0.5, en;q=0.7", "en"},
+		{"", "fr, de;q=0.3, en;q=0.2", "de"},
+		{"", "de;q=0, en;q=0.1", "en"},
+		{"", "de-CH;q=0.9, de;q=0", "de"},
+		{"", "de;q=0", "en"},
+		{"", "de, en", "de"},
+		{"", "en, de", "en"},
+		{"", "fr, *;q=0.5", "en"},
+		{"", "en;q=0, *", "de"},
+		{"", "de;q=nonsense, en;q=0.1", "en"},
+		{"", "de;q=2", "en"},
+		{"", "fr-FR, it", "en"},
+		{"", "", "en"},
+		{"", ",,;;==", "en"},
+	}
+	for _, tt := range tests {
+		if got := Lang(tt.locale, tt.accept); got != tt.want {
+			t.Errorf("Lang(%q, %q) = %q; want %q", tt.locale, tt.accept, got, tt.want)
+		}
+	}
+}
+
+// expires is given in CET; German texts show Berlin time, English ones UTC.
+var expires = time.Date(2025, 3, 7, 14, 5, 0, 0, time.FixedZone("CET", 3600))
+
+func render(t *testing.T, p Page) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := RenderPage(&b, p); err != nil {
+		t.Fatalf("RenderPage(%+v): %v", p, err)
+	}
+	return b.String()
+}
+
+// inner returns the unescaped text of the first element matching re.
+func inner(t *testing.T, doc, re string) string {
+	t.Helper()
+	m := regexp.MustCompile(re).FindStringSubmatch(doc)
+	if m == nil {
+		t.Fatalf("no match for %s in:\n%s", re, doc)
+	}
+	return html.UnescapeString(m[1])
+}
+
+func TestRenderPageEveryKind(t *testing.T) {
+	titles := map[string]map[PageKind]string{
+		"de": {
+			PageConfirm:     "Neue Telefonnummer bestätigen",
+			PageConfirmed:   "Änderung bestätigt",
+			PageUnknownLink: "Link ungültig",
+			PageUsedLink:    "Link nicht mehr gültig",
+			PageExpiredLink: "Link abgelaufen",
+		},
+		"en": {
+			PageConfirm:     "Confirm your new phone number",
+			PageConfirmed:   "Change confirmed",
+			PageUnknownLink: "Invalid link",
+			PageUsedLink:    "Link no longer valid",
+			PageExpiredLink: "Link expired",
+		},
+	}
+	for lang, kinds := range titles {
+		for kind, title := range kinds {
+			doc := render(t, Page{Kind: kind, Lang: lang, MaskedNumber: "+49 •••• 678", Token: "tok", ActionURL: "/confirm", ExpiresAt: expires})
+			for _, want := range []string{
+				"<!DOCTYPE html>",
+				`<html lang="` + lang + `">`,
+				`<meta name="viewport"`,
+				`<meta name="robots" content="noindex">`,
+				`<meta name="referrer" content="no-referrer">`,
+			} {
+				if !strings.Contains(doc, want) {
+					t.Errorf("%s page %d lacks %s", lang, kind, want)
+				}
+			}
+			if got := inner(t, doc, `<title>(.*?)</title>`); got != title {
+				t.Errorf("%s page %d: title %q; want %q", lang, kind, got, title)
+			}
+			if got := inner(t, doc, `<h1 id="title">(.*?)</h1>`); got != title {
+				t.Errorf("%s page %d: h1 %q; want %q", lang, kind, got, title)
+			}
+			if kind == PageConfirm || kind == PageConfirmed {
+				if got := inner(t, doc, `id="number">(.*?)<`); got != "+49 •••• 678" {
+					t.Errorf("%s page %d: number %q", lang, kind, got)
+				}
+			}
+			// No fonts, scripts, images or stylesheets from elsewhere.
+			for _, bad := range []string{"<script", "<img", "<link", "src=", "url(", "@import", "http"} {
+				if strings.Contains(doc, bad) {
+					t.Errorf("%s page %d contains %q", lang, kind, bad)
+				}
+			}
+		}
+	}
+}
+
+func TestRenderPageConfirmForm(t *testing.T) {
+	for _, lang := range []string{"de", "en"} {
+		doc := render(t, Page{Kind: PageConfirm, Lang: lang, MaskedNumber: "+49 •••• 678", Token: "abc-123_XYZ", ActionURL: "/v1/phone/confirm?x=1&y=2", ExpiresAt: expires})
+		form := inner(t, doc, `(?s)(<form .*?</form>)`)
+		for _, want := range []string{
+			`method="post"`,
+			`action="/v1/phone/confirm?x=1&y=2"`,
+			`enctype="application/x-www-form-urlencoded"`,
+			`<input type="hidden" name="token" value="abc-123_XYZ">`,
+			`<button type="submit" id="confirm">`,
+		} {
+			if !strings.Contains(form, want) {
+				t.Errorf("%s form lacks %s:\n%s", lang, want, form)
+			}
+		}
+		wantTime := map[string]string{"de": "7. März 2025, 14:05 Uhr (CET)", "en": "7 March 2025, 13:05 (UTC)"}[lang]
+		if !strings.Contains(html.UnescapeString(doc), wantTime) {
+			t.Errorf("%s page lacks the expiry %q", lang, wantTime)
+		}
+	}
+}
+
+func TestRenderPageEscapes(t *testing.T) {
+	evil := `"><script>alert(1)</script>`
+	doc := render(t, Page{Kind: PageConfirm, Lang: "en", MaskedNumber: evil, Token: evil, ActionURL: "javascript:alert(1)", ExpiresAt: expires})
+	if strings.Contains(doc, "<script") || strings.Contains(doc, "javascript:") {
+		t.Fatalf("page is not escaped:\n%s", doc)
+	}
+	if got := inner(t, doc, `name="token" value="(.*?)"`); got != evil {
+		t.Errorf("token = %q; want it escaped, not altered", got)
+	}
+	if got := inner(t, doc, `id="number">(.*?)</strong>`); got != evil {
+		t.Errorf("number = %q; want it escaped, not altered", got)
+	}
+}
+
+func TestRenderPageFallbacks(t *testing.T) {
+	doc := render(t, Page{Kind: PageUnknownLink, Lang: "fr"})
+	if !strings.Contains(doc, `<html lang="en">`) {
+		t.Error("unsupported language does not fall back to English")
+	}
+	if err := RenderPage(&bytes.Buffer{}, Page{Kind: PageKind(99), Lang: "de"}); err == nil {
+		t.Error("unknown page kind renders")
+	}
+}
+
+func TestConfirmChangeEmail(t *testing.T) {
+	const link = "https://example.test/confirm?token=abc&x=1"
+	deSubject, deText := ConfirmChangeEmail("de", "+49 •••• 678", link, expires)
+	enSubject, enText := ConfirmChangeEmail("en", "+49 •••• 678", link, expires)
+	for _, text := range []string{deText, enText} {
+		if !strings.Contains(text, "\n"+link+"\n") {
+			t.Errorf("link missing or not on its own line:\n%s", text)
+		}
+		if !strings.Contains(text, "+49 •••• 678") {
+			t.Errorf("number missing:\n%s", text)
+		}
+	}
+	if !strings.Contains(deText, "14:05 Uhr (CET)") || !strings.Contains(enText, "13:05 (UTC)") {
+		t.Errorf("expiry missing:\n%s\n%s", deText, enText)
+	}
+	if deSubject == enSubject || deText == enText || deSubject == "" || enSubject == "" {
+		t.Error("texts do not differ by language")
+	}
+	if !strings.Contains(deText, " du ") {
+		t.Error("German text does not use du")
+	}
+}
+
+func TestNumberRemovedEmail(t *testing.T) {
+	deSubject, deText := NumberRemovedEmail("de", "+49 •••• 678")
+	enSubject, enText := NumberRemovedEmail("en", "+49 •••• 678")
+	for _, text := range []string{deText, enText} {
+		if !strings.Contains(text, "+49 •••• 678") {
+			t.Errorf("number missing:\n%s", text)
+		}
+	}
+	if deSubject == enSubject || deText == enText {
+		t.Error("texts do not differ by language")
+	}
+}
+
+// gsmBasic is the GSM 03.38 basic character set; text made only of it is
+// sent as GSM-7, where one SMS holds 160 characters.
+const gsmBasic = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+
+func TestCodeSMS(t *testing.T) {
+	de, en := CodeSMS("de", "123456"), CodeSMS("en", "123456")
+	if de == en {
+		t.Error("SMS does not differ by language")
+	}
+	for _, s := range []string{de, en, CodeSMS("xx", "12345678")} {
+		if !strings.HasPrefix(s, "123456") {
+			t.Errorf("SMS %q does not start with the code", s)
+		}
+		if n := utf8.RuneCountInString(s); n >= 160 {
+			t.Errorf("SMS %q has %d characters", s, n)
+		}
+		for _, r := range s {
+			if !strings.ContainsRune(gsmBasic, r) {
+				t.Errorf("SMS %q has %q outside the GSM basic set", s, r)
+			}
+		}
+	}
+}
