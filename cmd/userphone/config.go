@@ -1,0 +1,176 @@
+package main
+
+import (
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is the whole configuration, read from USERPHONE_* variables.
+// Each default is chosen so that `go run ./cmd/userphone` works on a fresh
+// machine; the README explains each one.
+type config struct {
+	Addr            string
+	DataDir         string
+	DatabaseURL     string
+	PublicURL       string
+	ProcessTTL      time.Duration
+	ResendCooldown  time.Duration
+	MaxCodeAttempts int
+	Secret          []byte // nil: generated and kept in DataDir
+	OIDCIssuer      string
+	OIDCAudience    string
+	ShutdownTimeout time.Duration
+	LogLevel        slog.Level
+	LogFormat       string
+}
+
+// settingError names the variable at fault; main prints it on one line and
+// exits with status 2.
+type settingError struct {
+	name, problem string
+}
+
+func (e *settingError) Error() string { return e.name + ": " + e.problem }
+
+func loadConfig(getenv func(string) string) (config, error) {
+	r := reader{getenv: getenv}
+	c := config{
+		Addr:            r.str("USERPHONE_ADDR", "127.0.0.1:8080"),
+		DataDir:         r.str("USERPHONE_DATA_DIR", "./data"),
+		DatabaseURL:     r.str("USERPHONE_DATABASE_URL", ""),
+		PublicURL:       r.str("USERPHONE_PUBLIC_URL", ""),
+		ProcessTTL:      r.duration("USERPHONE_PROCESS_TTL", 24*time.Hour, time.Minute, 30*24*time.Hour),
+		ResendCooldown:  r.duration("USERPHONE_RESEND_COOLDOWN", 60*time.Second, 0, time.Hour),
+		MaxCodeAttempts: r.integer("USERPHONE_MAX_CODE_ATTEMPTS", 5, 1, 20),
+		OIDCIssuer:      r.str("USERPHONE_OIDC_ISSUER", ""),
+		OIDCAudience:    r.str("USERPHONE_OIDC_AUDIENCE", ""),
+		ShutdownTimeout: r.duration("USERPHONE_SHUTDOWN_TIMEOUT", 15*time.Second, 0, 10*time.Minute),
+		LogFormat:       r.oneOf("USERPHONE_LOG_FORMAT", "text", "text", "json"),
+	}
+	c.LogLevel = r.level("USERPHONE_LOG_LEVEL")
+	c.Secret = r.secret("USERPHONE_SECRET")
+	if r.err != nil {
+		return c, r.err
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return c, &settingError{"USERPHONE_ADDR", fmt.Sprintf("%q is not host:port; use e.g. 127.0.0.1:8080", c.Addr)}
+	}
+	if c.DataDir == "" {
+		return c, &settingError{"USERPHONE_DATA_DIR", "must not be empty; use e.g. ./data"}
+	}
+	if c.DatabaseURL != "" && !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
+		return c, &settingError{"USERPHONE_DATABASE_URL", "must be a postgres:// URL, or empty for the SQLite file in USERPHONE_DATA_DIR"}
+	}
+	if c.PublicURL == "" {
+		c.PublicURL = "http://" + loopbackFor(c.Addr)
+	}
+	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+		return c, &settingError{"USERPHONE_PUBLIC_URL", fmt.Sprintf("%q is not an http(s) base URL; use e.g. https://api.example.com", c.PublicURL)}
+	}
+	c.PublicURL = strings.TrimSuffix(c.PublicURL, "/")
+	if c.OIDCIssuer != "" || c.OIDCAudience != "" {
+		return c, &settingError{"USERPHONE_OIDC_ISSUER", "sign-in through an OIDC issuer is not supported by this version yet; unset USERPHONE_OIDC_ISSUER and USERPHONE_OIDC_AUDIENCE to run in dev mode"}
+	}
+	return c, nil
+}
+
+// loopbackFor makes the default public URL reachable from this machine when
+// the service listens on all interfaces.
+func loopbackFor(addr string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// reader collects the first bad setting.
+type reader struct {
+	getenv func(string) string
+	err    error
+}
+
+func (r *reader) fail(name, format string, args ...any) {
+	if r.err == nil {
+		r.err = &settingError{name, fmt.Sprintf(format, args...)}
+	}
+}
+
+func (r *reader) str(name, def string) string {
+	if v := strings.TrimSpace(r.getenv(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+func (r *reader) duration(name string, def, lo, hi time.Duration) time.Duration {
+	v := r.getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		r.fail(name, "%q is not a duration; use e.g. %s", v, def)
+		return def
+	}
+	if d < lo || d > hi {
+		r.fail(name, "%s is out of range; use a duration from %s to %s", d, lo, hi)
+	}
+	return d
+}
+
+func (r *reader) integer(name string, def, lo, hi int) int {
+	v := r.getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		r.fail(name, "%q is not a whole number from %d to %d", v, lo, hi)
+		return def
+	}
+	return n
+}
+
+func (r *reader) oneOf(name, def string, allowed ...string) string {
+	v := r.str(name, def)
+	for _, a := range allowed {
+		if v == a {
+			return v
+		}
+	}
+	r.fail(name, "%q is not one of %s", v, strings.Join(allowed, ", "))
+	return def
+}
+
+func (r *reader) level(name string) slog.Level {
+	var l slog.Level
+	v := r.str(name, "info")
+	if err := l.UnmarshalText([]byte(v)); err != nil {
+		r.fail(name, "%q is not a log level; use debug, info, warn or error", v)
+	}
+	return l
+}
+
+// secretBytes is the least key length for the HMACs of codes and tokens:
+// the size of SHA-256's output, so the key is never the weak part.
+const secretBytes = 32
+
+func (r *reader) secret(name string) []byte {
+	v := r.getenv(name)
+	if v == "" {
+		return nil
+	}
+	b, err := hex.DecodeString(v)
+	if err != nil || len(b) < secretBytes {
+		r.fail(name, "must be at least %d bytes written as hex; make one with `openssl rand -hex 32`", secretBytes)
+		return nil
+	}
+	return b
+}

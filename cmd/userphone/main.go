@@ -1,0 +1,80 @@
+// Command userphone serves the phone-number part of the PACE Cloud User
+// API, mints dev tokens and applies migrations. It owns the wiring and the
+// configuration; everything else lives in the packages it wires.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `userphone serves the phone-number part of the PACE Cloud User API (2021-2).
+
+Usage:
+  userphone [serve]      serve the API (the default)
+  userphone token --sub ID --email ADDR [--locale de] [--scope "..."] [--ttl 1h]
+                         print a dev bearer token
+  userphone migrate      apply the database migrations and exit
+
+Configuration comes from USERPHONE_* environment variables; see README.md.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+// run is main without the process: tests call it with their own arguments,
+// environment and output.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	}
+	if cmd == "help" || cmd == "-h" || cmd == "--help" {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "userphone: %v\n", err)
+		return 2
+	}
+	log := newLogger(cfg, stderr)
+	switch cmd {
+	case "serve":
+		err = serve(ctx, cfg, log)
+	case "migrate":
+		err = migrate(ctx, cfg, log)
+	case "token":
+		err = token(cfg, args, stdout, stderr)
+	default:
+		fmt.Fprintf(stderr, "userphone: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	var se *settingError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &se), errors.Is(err, errBadArgs):
+		fmt.Fprintf(stderr, "userphone: %v\n", err)
+		return 2
+	}
+	fmt.Fprintf(stderr, "userphone: %v\n", err)
+	return 1
+}
+
+func newLogger(cfg config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pace/userphone/auth"
+	"github.com/pace/userphone/delivery"
+	"github.com/pace/userphone/flow"
+	"github.com/pace/userphone/server"
+	"github.com/pace/userphone/store"
+)
+
+// sweepInterval is how often expired changes are closed; reads already
+// treat them as expired, so a minute's lag only delays the bookkeeping.
+const sweepInterval = time.Minute
+
+func serve(ctx context.Context, cfg config, log *slog.Logger) error {
+	st, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	secret, err := loadSecret(cfg)
+	if err != nil {
+		return err
+	}
+	keys, err := auth.LoadOrCreateDevKeys(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	log.Warn("running in dev mode: tokens are signed with the key in the data directory; " +
+		"mint one with `userphone token`. Configure an OIDC issuer for production.")
+	outbox := delivery.NewOutbox(filepath.Join(cfg.DataDir, "outbox.jsonl"), log)
+	log.Warn("no SMTP server or SMS provider configured: messages go to the dev outbox", "path", outbox.Path())
+
+	svc, err := flow.New(st, outbox, flow.Config{
+		ProcessTTL:      cfg.ProcessTTL,
+		ResendCooldown:  cfg.ResendCooldown,
+		MaxCodeAttempts: cfg.MaxCodeAttempts,
+		Secret:          secret,
+		ConfirmURL:      cfg.PublicURL + server.BasePath + "/user/phone/confirm",
+	}, log, nil)
+	if err != nil {
+		return err
+	}
+	handler, err := server.New(server.Config{Flow: svc, Verifier: keys.Verifier(nil), Log: log, Ready: st.Ping})
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return &settingError{"USERPHONE_ADDR", fmt.Sprintf("cannot listen on %s (%v); free the port or choose another address", cfg.Addr, err)}
+	}
+	srv := &http.Server{
+		Handler: handler,
+		// Slow clients must not hold connections: headers within 5 s, a
+		// whole (small) request within 15 s.
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	sweepCtx, stopSweep := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSweep()
+	go svc.RunSweeper(sweepCtx, sweepInterval)
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("userphone listening", "addr", ln.Addr().String(), "api", cfg.PublicURL+server.BasePath,
+		"database", string(st.Dialect()), "data_dir", cfg.DataDir)
+
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("graceful shutdown: %w", err)
+	}
+	stopSweep()
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func migrate(ctx context.Context, cfg config, log *slog.Logger) error {
+	st, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	v, _, err := st.SchemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	log.Info("database is migrated", "database", string(st.Dialect()), "version", v)
+	return nil
+}
+
+// openStore opens and migrates the database, with a sentence that says
+// what to do when it cannot be reached.
+func openStore(ctx context.Context, cfg config, log *slog.Logger) (*store.Store, error) {
+	st, err := store.Open(store.Config{DatabaseURL: cfg.DatabaseURL, DataDir: cfg.DataDir, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := st.Ping(pingCtx); err != nil {
+		st.Close()
+		if st.Dialect() == store.Postgres {
+			return nil, fmt.Errorf("cannot reach PostgreSQL (%v); start it, or fix USERPHONE_DATABASE_URL", err)
+		}
+		return nil, fmt.Errorf("cannot open the SQLite file in %s (%v); check USERPHONE_DATA_DIR", cfg.DataDir, err)
+	}
+	if err := st.Migrate(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return st, nil
+}
+
+// loadSecret returns USERPHONE_SECRET, or the secret kept in the data
+// directory, made on first start. Replicas must share one secret, so
+// production sets the variable.
+func loadSecret(cfg config) ([]byte, error) {
+	if cfg.Secret != nil {
+		return cfg.Secret, nil
+	}
+	path := filepath.Join(cfg.DataDir, "secret")
+	if b, err := os.ReadFile(path); err == nil {
+		secret, err := hex.DecodeString(strings.TrimSpace(string(b)))
+		if err != nil || len(secret) < secretBytes {
+			return nil, fmt.Errorf("the secret file %s is damaged; delete it to make a new one (pending codes and links stop working)", path)
+		}
+		return secret, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	secret := make([]byte, secretBytes)
+	_, _ = rand.Read(secret)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return loadSecret(cfg) // another process made it first
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if _, err := f.WriteString(hex.EncodeToString(secret) + "\n"); err != nil {
+		return nil, err
+	}
+	return secret, f.Sync()
+}

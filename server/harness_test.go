@@ -1,0 +1,429 @@
+package server_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+
+	"github.com/pace/userphone"
+	"github.com/pace/userphone/auth"
+	"github.com/pace/userphone/delivery"
+	"github.com/pace/userphone/flow"
+	"github.com/pace/userphone/gen/api"
+	"github.com/pace/userphone/server"
+	"github.com/pace/userphone/store"
+	"github.com/pace/userphone/store/storetest"
+)
+
+func init() {
+	// The confirmation pages are text/html; kin-openapi checks them as
+	// strings.
+	openapi3filter.RegisterBodyDecoder("text/html", openapi3filter.PlainBodyDecoder)
+}
+
+// harness runs the whole service, real store included, behind an httptest
+// server, and checks every response it sees against the spec.
+type harness struct {
+	t      *testing.T
+	srv    *httptest.Server
+	base   string
+	client *api.ClientWithResponses
+	http   *http.Client
+	keys   *auth.DevKeys
+	clock  *clock
+	store  *store.Store
+	outbox string
+	cfg    store.Config
+}
+
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// Now ticks a microsecond per call, as a real clock would between two
+// requests, so that "newest" is well defined.
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(time.Microsecond)
+	return c.now
+}
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+type options struct {
+	cfg store.Config
+	clk *clock
+}
+
+// forEachDialect runs fn against a fresh service on every dialect.
+func forEachDialect(t *testing.T, fn func(t *testing.T, h *harness)) {
+	for _, d := range storetest.Dialects {
+		t.Run(string(d), func(t *testing.T) {
+			t.Parallel()
+			fn(t, newHarness(t, options{cfg: storetest.Config(t, d)}))
+		})
+	}
+}
+
+func newHarness(t *testing.T, o options) *harness {
+	t.Helper()
+	st, err := store.Open(o.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := auth.LoadOrCreateDevKeys(o.cfg.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := o.clk
+	if clk == nil {
+		clk = &clock{now: time.Now()}
+	}
+	h := &harness{t: t, keys: keys, clock: clk, store: st, cfg: o.cfg,
+		outbox: filepath.Join(o.cfg.DataDir, "outbox.jsonl")}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	svc, err := flow.New(st, delivery.NewOutbox(h.outbox, log), flow.Config{
+		ProcessTTL: 24 * time.Hour, ResendCooldown: time.Minute, MaxCodeAttempts: 5,
+		Secret:     bytes.Repeat([]byte{7}, 32),
+		ConfirmURL: "http://userphone.test" + server.BasePath + "/user/phone/confirm",
+	}, log, clk.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	handler, err := server.New(server.Config{Flow: svc, Verifier: keys.Verifier(nil), Log: log, Ready: st.Ping})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.srv = httptest.NewServer(handler)
+	h.base = h.srv.URL + server.BasePath
+	h.http = &http.Client{Transport: &specChecker{t: t, next: http.DefaultTransport, router: specRouter(t)}}
+	h.client, err = api.NewClientWithResponses(h.base, api.WithHTTPClient(h.http))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.srv.Close(); st.Close() })
+	return h
+}
+
+// testWriter sends the service's log to the test's log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func specRouter(t *testing.T) routers.Router {
+	doc, err := api.GetSwagger()
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc.Servers = openapi3.Servers{{URL: server.BasePath}}
+	r, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// specChecker validates every response against the spec: its status must
+// be documented for the operation, and its headers and body must match.
+// Responses outside the spec's operations (unknown routes) must still be
+// JSON:API error documents when they are errors.
+type specChecker struct {
+	t      *testing.T
+	next   http.RoundTripper
+	router routers.Router
+}
+
+func (s *specChecker) RoundTrip(req *http.Request) (*http.Response, error) {
+	var reqBody []byte
+	if req.Body != nil {
+		reqBody, _ = io.ReadAll(req.Body)
+		req.Body = io.NopCloser(bytes.NewReader(reqBody))
+	}
+	resp, err := s.next.RoundTrip(req)
+	if err != nil {
+		return resp, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	if id := resp.Header.Get("X-Request-Id"); id == "" {
+		s.t.Errorf("%s %s: no X-Request-Id on the response", req.Method, req.URL.Path)
+	}
+	if err := s.check(req, reqBody, resp, body); err != nil {
+		s.t.Errorf("%s %s → %d breaks the spec: %v\nbody: %s", req.Method, req.URL.Path, resp.StatusCode, err, body)
+	}
+	return resp, nil
+}
+
+func (s *specChecker) check(req *http.Request, reqBody []byte, resp *http.Response, body []byte) error {
+	route, params, err := s.router.FindRoute(req)
+	if err != nil {
+		if resp.StatusCode < 400 {
+			return nil // health and /openapi.yaml are not API operations
+		}
+		return checkErrorDocument(body, resp.Header.Get("Content-Type"))
+	}
+	r := req.Clone(context.Background())
+	r.Body = io.NopCloser(bytes.NewReader(reqBody))
+	return openapi3filter.ValidateResponse(context.Background(), &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: r, PathParams: params, Route: route},
+		Status:                 resp.StatusCode,
+		Header:                 resp.Header,
+		Body:                   io.NopCloser(bytes.NewReader(body)),
+		Options:                &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
+	})
+}
+
+func checkErrorDocument(body []byte, contentType string) error {
+	if contentType != "application/vnd.api+json" {
+		return &userphone.Error{Detail: "content type " + contentType + ", want application/vnd.api+json"}
+	}
+	doc, _ := api.GetSwagger()
+	var v any
+	if err := json.Unmarshal(body, &v); err != nil {
+		return err
+	}
+	return doc.Components.Schemas["ErrorDocument"].Value.VisitJSON(v)
+}
+
+// Tokens and requests.
+
+func (h *harness) token(sub, email string, scopes ...string) string {
+	h.t.Helper()
+	if scopes == nil {
+		scopes = auth.AllScopes
+	}
+	tok, err := h.keys.Mint(userphone.Identity{Subject: sub, Email: email, Scopes: scopes}, time.Hour, time.Now())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return tok
+}
+
+func bearer(tok string) api.RequestEditorFn {
+	return func(_ context.Context, req *http.Request) error {
+		req.Header.Set("Authorization", "Bearer "+tok)
+		return nil
+	}
+}
+
+func (h *harness) put(tok, number string) *api.UpdateUserPhoneResponse {
+	h.t.Helper()
+	var body api.UpdateUserPhoneRequest
+	body.Data.Type = api.UpdateUserPhoneRequestDataTypePhone
+	body.Data.Attributes.PhoneNumber = number
+	resp, err := h.client.UpdateUserPhoneWithApplicationVndAPIPlusJSONBodyWithResponse(context.Background(), body, bearer(tok))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return resp
+}
+
+func (h *harness) verify(tok, code string) *api.VerifyUserPhoneResponse {
+	h.t.Helper()
+	resp, err := h.client.VerifyUserPhoneWithResponse(context.Background(), api.VerifyUserPhoneRequest{Code: code}, bearer(tok))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return resp
+}
+
+func (h *harness) check(tok string) *api.CheckUserPhoneResponse {
+	h.t.Helper()
+	resp, err := h.client.CheckUserPhoneWithResponse(context.Background(), bearer(tok))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return resp
+}
+
+func (h *harness) showConfirmation(token string) *api.ShowPhoneConfirmationResponse {
+	h.t.Helper()
+	resp, err := h.client.ShowPhoneConfirmationWithResponse(context.Background(), &api.ShowPhoneConfirmationParams{Token: token})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return resp
+}
+
+func (h *harness) confirm(token string) *api.ConfirmPhoneChangeResponse {
+	h.t.Helper()
+	resp, err := h.client.ConfirmPhoneChangeWithFormdataBodyWithResponse(context.Background(), &api.ConfirmPhoneChangeParams{}, api.ConfirmPhoneChangeForm{Token: token})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return resp
+}
+
+// raw sends a request as given, for the cases the typed client cannot make.
+func (h *harness) raw(method, path, contentType, body string, header ...string) (*http.Response, []byte) {
+	h.t.Helper()
+	req, err := http.NewRequest(method, h.srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := h.http.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+// Assertions.
+
+// wantError asserts a JSON:API error with the status and code, and returns it.
+func wantError(t *testing.T, status int, gotStatus int, body []byte, code userphone.ErrorCode) api.Error {
+	t.Helper()
+	var doc api.ErrorDocument
+	if err := json.Unmarshal(body, &doc); err != nil || len(doc.Errors) != 1 {
+		t.Fatalf("status %d, body %s: not a JSON:API error document (%v)", gotStatus, body, err)
+	}
+	e := doc.Errors[0]
+	if gotStatus != status || string(e.Code) != string(code) {
+		t.Fatalf("got %d %s (%v), want %d %s", gotStatus, e.Code, deref(e.Detail), status, code)
+	}
+	if e.Id == "" || e.Title == "" || e.Detail == nil || *e.Detail == "" {
+		t.Fatalf("error lacks id, title or detail: %+v", e)
+	}
+	return e
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func pointerOf(e api.Error) string {
+	if e.Source == nil || e.Source.Pointer == nil {
+		return ""
+	}
+	return *e.Source.Pointer
+}
+
+// The dev outbox.
+
+type outboxLine struct {
+	Time    time.Time `json:"time"`
+	Channel string    `json:"channel"`
+	To      string    `json:"to"`
+	Subject string    `json:"subject"`
+	Text    string    `json:"text"`
+	Kind    string    `json:"kind"`
+}
+
+func (h *harness) messages() []outboxLine {
+	h.t.Helper()
+	f, err := os.Open(h.outbox)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer f.Close()
+	var out []outboxLine
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var l outboxLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			h.t.Fatalf("outbox line %q: %v", sc.Text(), err)
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+func (h *harness) messagesTo(to string) []outboxLine {
+	var out []outboxLine
+	for _, m := range h.messages() {
+		if m.To == to {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+var codeInSMS = regexp.MustCompile(`^(\d{6}) `)
+
+// code returns the code of the newest SMS to number.
+func (h *harness) code(number string) string {
+	h.t.Helper()
+	msgs := h.messagesTo(number)
+	if len(msgs) == 0 || msgs[len(msgs)-1].Channel != "sms" {
+		h.t.Fatalf("no SMS to %s in the outbox: %+v", number, h.messages())
+	}
+	m := codeInSMS.FindStringSubmatch(msgs[len(msgs)-1].Text)
+	if m == nil {
+		h.t.Fatalf("no code in SMS %q", msgs[len(msgs)-1].Text)
+	}
+	return m[1]
+}
+
+var tokenInLink = regexp.MustCompile(`/user/2021-2/user/phone/confirm\?token=([A-Za-z0-9_-]+)`)
+
+// linkToken returns the token of the newest confirmation e-mail to addr.
+func (h *harness) linkToken(addr string) string {
+	h.t.Helper()
+	msgs := h.messagesTo(addr)
+	if len(msgs) == 0 || msgs[len(msgs)-1].Kind != flow.KindConfirmChange {
+		h.t.Fatalf("no confirmation e-mail to %s in the outbox: %+v", addr, h.messages())
+	}
+	m := tokenInLink.FindStringSubmatch(msgs[len(msgs)-1].Text)
+	if m == nil {
+		h.t.Fatalf("no link in e-mail %q", msgs[len(msgs)-1].Text)
+	}
+	return m[1]
+}
+
+// verifyNumber walks a first number through to verified.
+func (h *harness) verifyNumber(tok, number string) {
+	h.t.Helper()
+	if r := h.put(tok, number); r.StatusCode() != http.StatusCreated {
+		h.t.Fatalf("PUT %s: %d %s", number, r.StatusCode(), r.Body)
+	}
+	if r := h.verify(tok, h.code(number)); r.StatusCode() != http.StatusOK {
+		h.t.Fatalf("verify %s: %d %s", number, r.StatusCode(), r.Body)
+	}
+}

@@ -1,0 +1,62 @@
+package server
+
+import (
+	"context"
+
+	"github.com/pace/userphone"
+	"github.com/pace/userphone/flow"
+	"github.com/pace/userphone/gen/api"
+)
+
+// handlers implements the generated strict-server interface on the flow.
+// Errors go back to the strict handler, which hands them to writeError.
+type handlers struct {
+	flow     *flow.Service
+	basePath string
+}
+
+var _ api.StrictServerInterface = (*handlers)(nil)
+
+func (h *handlers) UpdateUserPhone(ctx context.Context, req api.UpdateUserPhoneRequestObject) (api.UpdateUserPhoneResponseObject, error) {
+	p, created, err := h.flow.RequestChange(ctx, identityFrom(ctx), req.Body.Data.Attributes.PhoneNumber)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		return api.UpdateUserPhone201ApplicationVndAPIPlusJSONResponse(phoneDocument(p)), nil
+	}
+	return api.UpdateUserPhone200ApplicationVndAPIPlusJSONResponse(phoneDocument(p)), nil
+}
+
+func (h *handlers) VerifyUserPhone(ctx context.Context, req api.VerifyUserPhoneRequestObject) (api.VerifyUserPhoneResponseObject, error) {
+	p, err := h.flow.Verify(ctx, identityFrom(ctx), req.Body.Code)
+	if err != nil {
+		return nil, err
+	}
+	return api.VerifyUserPhone200ApplicationVndAPIPlusJSONResponse(phoneDocument(p)), nil
+}
+
+func (h *handlers) CheckUserPhone(ctx context.Context, _ api.CheckUserPhoneRequestObject) (api.CheckUserPhoneResponseObject, error) {
+	p, found, err := h.flow.Check(ctx, identityFrom(ctx))
+	switch {
+	case err != nil:
+		return nil, err
+	case !found:
+		return nil, userphone.Errorf(userphone.CodeNotFound, "The user has no phone number; set one with UpdateUserPhone.")
+	case p.Verified:
+		return api.CheckUserPhone200ApplicationVndAPIPlusJSONResponse(phoneDocument(p)), nil
+	}
+	return api.CheckUserPhone201ApplicationVndAPIPlusJSONResponse(phoneDocument(p)), nil
+}
+
+func phoneDocument(p userphone.Phone) api.PhoneDocument {
+	attrs := api.PhoneAttributes{PhoneNumber: p.Number, Verified: p.Verified}
+	if c := p.Pending; c != nil {
+		attrs.PendingChange = &api.PendingChange{
+			PhoneNumber: c.PhoneNumber,
+			Status:      api.PendingChangeStatus(c.Status),
+			ExpiresAt:   c.ExpiresAt,
+		}
+	}
+	return api.PhoneDocument{Data: api.PhoneResource{Type: api.PhoneResourceTypePhone, Id: p.UserID, Attributes: attrs}}
+}

@@ -1,0 +1,221 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"github.com/gin-gonic/gin"
+
+	"github.com/pace/userphone"
+	"github.com/pace/userphone/auth"
+	"github.com/pace/userphone/gen/api"
+)
+
+// maxBodyBytes bounds what a request may send. The largest valid body, a
+// phone change, is under 300 bytes; 16 KiB leaves room for clients that pad
+// JSON:API documents, and keeps validation cheap.
+const maxBodyBytes = 16 << 10
+
+// validator authenticates and validates each API request against the
+// embedded spec before a handler sees it.
+type validator struct {
+	router   routers.Router
+	verifier auth.Verifier
+}
+
+func newValidator(basePath string, verifier auth.Verifier) (*validator, error) {
+	doc, err := api.GetSwagger()
+	if err != nil {
+		return nil, fmt.Errorf("load the embedded spec: %w", err)
+	}
+	// Route on the path alone: the server may run under any host name.
+	doc.Servers = openapi3.Servers{{URL: basePath}}
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		return nil, fmt.Errorf("route the embedded spec: %w", err)
+	}
+	return &validator{router: router, verifier: verifier}, nil
+}
+
+func (v *validator) handle(c *gin.Context) {
+	route, pathParams, err := v.router.FindRoute(c.Request)
+	if err != nil {
+		// Not an operation of the spec: gin answers 404 or 405.
+		c.Next()
+		return
+	}
+	c.Set(operationIDKey, route.Operation.OperationID)
+	if scopes, secured := requiredScopes(route); secured {
+		id, err := v.authenticate(c, scopes)
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		c.Set(subjectKey, id.Subject)
+		c.Request = c.Request.WithContext(withIdentity(c.Request.Context(), id))
+	}
+	if c.Request.Body != nil {
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxBodyBytes)
+	}
+	input := &openapi3filter.RequestValidationInput{
+		Request:    c.Request,
+		PathParams: pathParams,
+		Route:      route,
+		Options: &openapi3filter.Options{
+			AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, // authenticate did it, with our errors
+			KeepValidatedValue: true,                                  // the strict handler binds this value
+		},
+	}
+	if err := openapi3filter.ValidateRequest(c.Request.Context(), input); err != nil {
+		writeError(c, requestError(err))
+		return
+	}
+	c.Next()
+}
+
+// requiredScopes returns the scopes of the operation's OAuth2 requirement;
+// secured is false for public operations such as the confirmation pages.
+func requiredScopes(route *routers.Route) (scopes []string, secured bool) {
+	reqs := route.Spec.Security
+	if route.Operation.Security != nil {
+		reqs = *route.Operation.Security
+	}
+	for _, req := range reqs {
+		if s, ok := req["OAuth2"]; ok {
+			return s, true
+		}
+	}
+	return nil, false
+}
+
+func (v *validator) authenticate(c *gin.Context, scopes []string) (userphone.Identity, error) {
+	raw, present := bearerToken(c.GetHeader("Authorization"))
+	id, err := v.verifier.Verify(c.Request.Context(), raw)
+	if err != nil {
+		if present {
+			c.Header("WWW-Authenticate", `Bearer realm="userphone", error="invalid_token"`)
+		} else {
+			c.Header("WWW-Authenticate", `Bearer realm="userphone"`)
+		}
+		return userphone.Identity{}, err
+	}
+	for _, s := range scopes {
+		if !auth.HasScope(id, s) {
+			c.Header("WWW-Authenticate", fmt.Sprintf(`Bearer realm="userphone", error="insufficient_scope", scope=%q`, strings.Join(scopes, " ")))
+			return userphone.Identity{}, userphone.Errorf(userphone.CodeInsufficientScope,
+				"The token lacks the scope %q that this operation needs.", s)
+		}
+	}
+	return id, nil
+}
+
+// bearerToken extracts the token of an RFC 6750 Authorization header; the
+// scheme is case-insensitive.
+func bearerToken(header string) (token string, present bool) {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(header), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", header != ""
+	}
+	return strings.TrimSpace(token), true
+}
+
+// requestError explains a kin-openapi validation failure as a JSON:API
+// error with a pointer to the offending field.
+func requestError(err error) *userphone.Error {
+	var re *openapi3filter.RequestError
+	if !errors.As(err, &re) {
+		return userphone.Errorf(userphone.CodeInvalidRequest, "The request does not match the API's schema.")
+	}
+	if re.Parameter != nil {
+		e := userphone.Errorf(userphone.CodeInvalidRequest, "The %s parameter %q is missing or invalid.", re.Parameter.In, re.Parameter.Name)
+		if errors.Is(re.Err, openapi3filter.ErrInvalidRequired) {
+			e.Detail = fmt.Sprintf("The %s parameter %q is required.", re.Parameter.In, re.Parameter.Name)
+		}
+		e.Parameter = re.Parameter.Name
+		return e
+	}
+	var maxBytes *http.MaxBytesError
+	var schemaErr *openapi3.SchemaError
+	var parseErr *openapi3filter.ParseError
+	switch {
+	case re.RequestBody == nil:
+		return userphone.Errorf(userphone.CodeInvalidRequest, "The request does not match the API's schema.")
+	case strings.HasPrefix(re.Reason, "header Content-Type has unexpected value"):
+		return userphone.Errorf(userphone.CodeUnsupportedMediaType, "Send the body as %s.", quotedMediaTypes(re.RequestBody))
+	case errors.As(re.Err, &maxBytes):
+		return userphone.Errorf(userphone.CodeInvalidRequest, "The body is larger than %d bytes.", maxBodyBytes)
+	case errors.Is(re.Err, openapi3filter.ErrInvalidRequired):
+		return userphone.Errorf(userphone.CodeInvalidRequest, "The request has no body; send one as %s.", quotedMediaTypes(re.RequestBody))
+	case errors.As(re.Err, &schemaErr):
+		pointer := "/" + strings.Join(schemaErr.JSONPointer(), "/")
+		e := userphone.Errorf(userphone.CodeInvalidRequest, "The field %s is invalid: %s.", pointer, strings.TrimSuffix(schemaErr.Reason, "."))
+		if pointer == "/" {
+			e.Detail = fmt.Sprintf("The body is invalid: %s.", strings.TrimSuffix(schemaErr.Reason, "."))
+		}
+		e.Pointer = pointer
+		if missing, ok := missingProperty(schemaErr); ok {
+			e.Pointer = strings.TrimSuffix(pointer, "/") + "/" + missing
+			e.Detail = fmt.Sprintf("The field %s is required.", e.Pointer)
+		}
+		return e
+	case errors.As(re.Err, &parseErr):
+		return &userphone.Error{Code: userphone.CodeInvalidRequest, Detail: "The body is not valid " + mediaKind(re) + ".", Pointer: ""}
+	}
+	return userphone.Errorf(userphone.CodeInvalidRequest, "The body cannot be read as %s.", quotedMediaTypes(re.RequestBody))
+}
+
+// missingProperty reads the property name from kin-openapi's "required"
+// failure, whose pointer names the parent object.
+func missingProperty(e *openapi3.SchemaError) (string, bool) {
+	if e.SchemaField != "required" {
+		return "", false
+	}
+	var name string
+	if _, err := fmt.Sscanf(e.Reason, "property %q is missing", &name); err != nil {
+		return "", false
+	}
+	return name, true
+}
+
+func quotedMediaTypes(body *openapi3.RequestBody) string {
+	types := make([]string, 0, len(body.Content))
+	for t := range body.Content {
+		types = append(types, `"`+t+`"`)
+	}
+	sort.Strings(types)
+	return strings.Join(types, " or ")
+}
+
+func mediaKind(re *openapi3filter.RequestError) string {
+	mt, _, _ := mime.ParseMediaType(re.Input.Request.Header.Get("Content-Type"))
+	if slices.Contains([]string{"application/x-www-form-urlencoded"}, mt) {
+		return "form data"
+	}
+	return "JSON"
+}
+
+type identityKey struct{}
+
+func withIdentity(ctx context.Context, id userphone.Identity) context.Context {
+	return context.WithValue(ctx, identityKey{}, id)
+}
+
+// identityFrom returns the identity that the validator authenticated. A
+// secured handler without one is a wiring bug, not a client error.
+func identityFrom(ctx context.Context) userphone.Identity {
+	id, ok := ctx.Value(identityKey{}).(userphone.Identity)
+	if !ok {
+		panic("server: no authenticated identity on a secured operation")
+	}
+	return id
+}
