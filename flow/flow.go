@@ -74,6 +74,7 @@ func (s *Service) inTx(ctx context.Context, fn func(tx userphone.Tx, now time.Ti
 		if !errors.Is(err, userphone.ErrConflict) {
 			break
 		}
+		s.log.Debug("transaction lost a race on a uniqueness rule; running it again", "err", err)
 	}
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 // the link, good or bad, is an HTML page in their language.
 
 func (h *handlers) ShowPhoneConfirmation(ctx context.Context, req api.ShowPhoneConfirmationRequestObject) (api.ShowPhoneConfirmationResponseObject, error) {
+	ctx = requestContext(ctx)
 	conf, err := h.flow.LookUpConfirmation(ctx, req.Params.Token)
 	if err != nil {
 		return nil, err
@@ -31,6 +32,7 @@ func (h *handlers) ShowPhoneConfirmation(ctx context.Context, req api.ShowPhoneC
 }
 
 func (h *handlers) ConfirmPhoneChange(ctx context.Context, req api.ConfirmPhoneChangeRequestObject) (api.ConfirmPhoneChangeResponseObject, error) {
+	ctx = requestContext(ctx)
 	conf, err := h.flow.Confirm(ctx, req.Body.Token)
 	if err != nil {
 		return nil, err

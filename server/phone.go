@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 
+	"github.com/gin-gonic/gin"
+
 	"github.com/pace/userphone"
 	"github.com/pace/userphone/flow"
 	"github.com/pace/userphone/gen/api"
@@ -18,6 +20,7 @@ type handlers struct {
 var _ api.StrictServerInterface = (*handlers)(nil)
 
 func (h *handlers) UpdateUserPhone(ctx context.Context, req api.UpdateUserPhoneRequestObject) (api.UpdateUserPhoneResponseObject, error) {
+	ctx = requestContext(ctx)
 	p, created, err := h.flow.RequestChange(ctx, identityFrom(ctx), req.Body.Data.Attributes.PhoneNumber)
 	if err != nil {
 		return nil, err
@@ -29,6 +32,7 @@ func (h *handlers) UpdateUserPhone(ctx context.Context, req api.UpdateUserPhoneR
 }
 
 func (h *handlers) VerifyUserPhone(ctx context.Context, req api.VerifyUserPhoneRequestObject) (api.VerifyUserPhoneResponseObject, error) {
+	ctx = requestContext(ctx)
 	p, err := h.flow.Verify(ctx, identityFrom(ctx), req.Body.Code)
 	if err != nil {
 		return nil, err
@@ -37,6 +41,7 @@ func (h *handlers) VerifyUserPhone(ctx context.Context, req api.VerifyUserPhoneR
 }
 
 func (h *handlers) CheckUserPhone(ctx context.Context, _ api.CheckUserPhoneRequestObject) (api.CheckUserPhoneResponseObject, error) {
+	ctx = requestContext(ctx)
 	p, found, err := h.flow.Check(ctx, identityFrom(ctx))
 	switch {
 	case err != nil:
@@ -47,6 +52,17 @@ func (h *handlers) CheckUserPhone(ctx context.Context, _ api.CheckUserPhoneReque
 		return api.CheckUserPhone200ApplicationVndAPIPlusJSONResponse(phoneDocument(p)), nil
 	}
 	return api.CheckUserPhone201ApplicationVndAPIPlusJSONResponse(phoneDocument(p)), nil
+}
+
+// requestContext unwraps the *gin.Context that the strict server passes as
+// ctx. gin recycles its contexts when a request ends, while the database
+// driver and message delivery may still hold ctx, so only the request's own
+// context may travel further.
+func requestContext(ctx context.Context) context.Context {
+	if c, ok := ctx.(*gin.Context); ok {
+		return c.Request.Context()
+	}
+	return ctx
 }
 
 func phoneDocument(p userphone.Phone) api.PhoneDocument {

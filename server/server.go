@@ -6,12 +6,14 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/pace/userphone"
 	"github.com/pace/userphone/auth"
 	"github.com/pace/userphone/flow"
 	"github.com/pace/userphone/gen/api"
@@ -87,8 +89,7 @@ func ready(check func(context.Context) error) gin.HandlerFunc {
 			ctx, cancel := context.WithTimeout(c.Request.Context(), readyTimeout)
 			defer cancel()
 			if err := check(ctx); err != nil {
-				loggerFrom(c).Warn("not ready", "err", err)
-				c.JSON(http.StatusServiceUnavailable, gin.H{"status": "not ready"})
+				writeError(c, fmt.Errorf("%w: %v", userphone.ErrUnavailable, err))
 				return
 			}
 		}

@@ -163,28 +163,14 @@ func requestError(err error) *userphone.Error {
 			e.Detail = fmt.Sprintf("The body is invalid: %s.", strings.TrimSuffix(schemaErr.Reason, "."))
 		}
 		e.Pointer = pointer
-		if missing, ok := missingProperty(schemaErr); ok {
-			e.Pointer = strings.TrimSuffix(pointer, "/") + "/" + missing
-			e.Detail = fmt.Sprintf("The field %s is required.", e.Pointer)
+		if schemaErr.SchemaField == "required" {
+			e.Detail = fmt.Sprintf("The field %s is required.", pointer)
 		}
 		return e
 	case errors.As(re.Err, &parseErr):
 		return &userphone.Error{Code: userphone.CodeInvalidRequest, Detail: "The body is not valid " + mediaKind(re) + ".", Pointer: ""}
 	}
 	return userphone.Errorf(userphone.CodeInvalidRequest, "The body cannot be read as %s.", quotedMediaTypes(re.RequestBody))
-}
-
-// missingProperty reads the property name from kin-openapi's "required"
-// failure, whose pointer names the parent object.
-func missingProperty(e *openapi3.SchemaError) (string, bool) {
-	if e.SchemaField != "required" {
-		return "", false
-	}
-	var name string
-	if _, err := fmt.Sscanf(e.Reason, "property %q is missing", &name); err != nil {
-		return "", false
-	}
-	return name, true
 }
 
 func quotedMediaTypes(body *openapi3.RequestBody) string {

@@ -73,6 +73,9 @@ func Open(cfg Config) (*Store, error) {
 		NowFunc:        func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) },
 		// Every write happens inside an explicit transaction of ours.
 		SkipDefaultTransaction: true,
+		// A database that is down at start must not stop the process: it
+		// starts, reports not ready, and answers 503 until the database is back.
+		DisableAutomaticPing: true,
 	}
 	s := &Store{log: log}
 	var err error
