@@ -1,0 +1,145 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pace/userphone/auth"
+	"github.com/pace/userphone/store"
+	"github.com/pace/userphone/store/storetest"
+)
+
+func env(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+func TestABadSettingStopsStartupWithOneLineNamingIt(t *testing.T) {
+	for name, value := range map[string]string{
+		"USERPHONE_ADDR":              "8080",
+		"USERPHONE_DATABASE_URL":      "mysql://root@localhost/test",
+		"USERPHONE_PUBLIC_URL":        "ftp://example.com",
+		"USERPHONE_PROCESS_TTL":       "a day",
+		"USERPHONE_RESEND_COOLDOWN":   "-1s",
+		"USERPHONE_MAX_CODE_ATTEMPTS": "0",
+		"USERPHONE_SECRET":            "tooshort",
+		"USERPHONE_LOG_LEVEL":         "loud",
+		"USERPHONE_LOG_FORMAT":        "xml",
+		"USERPHONE_SHUTDOWN_TIMEOUT":  "forever",
+		"USERPHONE_OIDC_ISSUER":       "https://id.example.com",
+	} {
+		t.Run(name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), []string{"serve"}, env(map[string]string{name: value, "USERPHONE_DATA_DIR": t.TempDir()}), &stdout, &stderr)
+			lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+			if code != 2 || len(lines) != 1 || !strings.Contains(lines[0], name) {
+				t.Fatalf("exit %d, stderr %q; want 2 and one line naming %s", code, stderr.String(), name)
+			}
+		})
+	}
+}
+
+func TestTokenPrintsOnlyAVerifiableToken(t *testing.T) {
+	dir := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"token", "--sub", "alice", "--email", "alice@example.com", "--scope", auth.ScopeCheck},
+		env(map[string]string{"USERPHONE_DATA_DIR": dir}), &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	out := stdout.String()
+	if strings.Count(out, "\n") != 1 || strings.Count(out, ".") != 2 {
+		t.Fatalf("stdout is not one token line: %q", out)
+	}
+	keys, err := auth.LoadOrCreateDevKeys(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := keys.Verifier(nil).Verify(context.Background(), strings.TrimSpace(out))
+	if err != nil || id.Subject != "alice" || id.Email != "alice@example.com" || len(id.Scopes) != 1 || id.Scopes[0] != auth.ScopeCheck {
+		t.Fatalf("token names %+v (%v)", id, err)
+	}
+	code = run(context.Background(), []string{"token", "--email", "x@example.com"}, env(map[string]string{"USERPHONE_DATA_DIR": dir}), &stdout, &stderr)
+	if code != 2 || !strings.Contains(stderr.String(), "--sub") {
+		t.Fatalf("without --sub: exit %d, %q", code, stderr.String())
+	}
+}
+
+func TestMigrateOnBothDatabases(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(string(d), func(t *testing.T) {
+			cfg := storetest.Config(t, d)
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), []string{"migrate"},
+				env(map[string]string{"USERPHONE_DATA_DIR": cfg.DataDir, "USERPHONE_DATABASE_URL": cfg.DatabaseURL}), &stdout, &stderr)
+			if code != 0 || !strings.Contains(stderr.String(), "database is migrated") {
+				t.Fatalf("exit %d: %s", code, stderr.String())
+			}
+			st, err := store.Open(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			if applied, latest, err := st.SchemaVersion(context.Background()); err != nil || applied != latest {
+				t.Fatalf("schema at %d of %d (%v)", applied, latest, err)
+			}
+		})
+	}
+}
+
+func TestServeStopsCleanlyWhenAsked(t *testing.T) {
+	addr := freeAddr(t)
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr bytes.Buffer
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, nil, env(map[string]string{"USERPHONE_ADDR": addr, "USERPHONE_DATA_DIR": dir}), os.Stdout, &syncWriter{w: &stderr})
+	}()
+	waitReady(t, "http://"+addr)
+	cancel() // what SIGTERM does through signal.NotifyContext
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d", code)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	for _, f := range []string{"userphone.db", "secret", "dev-signing-key.json"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("data directory lacks %s: %v", f, err)
+		}
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func waitReady(t *testing.T, base string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(base + "/health/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s never became ready", base)
+}
