@@ -100,7 +100,7 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /user/phone (the `CheckUserPhone` operationId).
 	//
-	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	// Deprecated: PACE marks the phone operations of User API 2021-2 as deprecated; they keep working unchanged.
 	CheckUserPhone(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// UpdateUserPhoneWithBody Set or change the user's phone number
@@ -125,7 +125,7 @@ type ClientInterface interface {
 	//
 	// Corresponds with PUT /user/phone (the `UpdateUserPhone` operationId).
 	//
-	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	// Deprecated: PACE marks the phone operations of User API 2021-2 as deprecated; they keep working unchanged.
 	UpdateUserPhoneWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// UpdateUserPhoneWithApplicationVndAPIPlusJSONBody Set or change the user's phone number
@@ -150,7 +150,7 @@ type ClientInterface interface {
 	//
 	// Corresponds with PUT /user/phone (the `UpdateUserPhone` operationId).
 	//
-	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	// Deprecated: PACE marks the phone operations of User API 2021-2 as deprecated; they keep working unchanged.
 	UpdateUserPhoneWithApplicationVndAPIPlusJSONBody(ctx context.Context, body UpdateUserPhoneApplicationVndAPIPlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ShowPhoneConfirmation Extension. The page behind the e-mail link
@@ -200,7 +200,7 @@ type ClientInterface interface {
 	//
 	// Corresponds with PUT /user/phone/verify (the `VerifyUserPhone` operationId).
 	//
-	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	// Deprecated: PACE marks the phone operations of User API 2021-2 as deprecated; they keep working unchanged.
 	VerifyUserPhoneWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// VerifyUserPhone Verify the pending phone number with the SMS code
@@ -218,7 +218,7 @@ type ClientInterface interface {
 	//
 	// Corresponds with PUT /user/phone/verify (the `VerifyUserPhone` operationId).
 	//
-	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	// Deprecated: PACE marks the phone operations of User API 2021-2 as deprecated; they keep working unchanged.
 	VerifyUserPhone(ctx context.Context, body VerifyUserPhoneJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 }
 
@@ -231,7 +231,7 @@ type ClientInterface interface {
 //   - 404: the user has no number, verified or pending.
 //
 // Corresponds with GET /user/phone (the `CheckUserPhone` operationId).
-// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+// Deprecated: PACE marks the phone operations of User API 2021-2 as deprecated; they keep working unchanged.
 func (c *Client) CheckUserPhone(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewCheckUserPhoneRequest(c.Server)
 	if err != nil {
@@ -265,7 +265,7 @@ func (c *Client) CheckUserPhone(ctx context.Context, reqEditors ...RequestEditor
 // Takes any type of body and a specified content type.
 //
 // Corresponds with PUT /user/phone (the `UpdateUserPhone` operationId).
-// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+// Deprecated: PACE marks the phone operations of User API 2021-2 as deprecated; they keep working unchanged.
 func (c *Client) UpdateUserPhoneWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewUpdateUserPhoneRequestWithBody(c.Server, contentType, body)
 	if err != nil {
@@ -299,7 +299,7 @@ func (c *Client) UpdateUserPhoneWithBody(ctx context.Context, contentType string
 // Takes a body of the `application/vnd.api+json` content type.
 //
 // Corresponds with PUT /user/phone (the `UpdateUserPhone` operationId).
-// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+// Deprecated: PACE marks the phone operations of User API 2021-2 as deprecated; they keep working unchanged.
 func (c *Client) UpdateUserPhoneWithApplicationVndAPIPlusJSONBody(ctx context.Context, body UpdateUserPhoneApplicationVndAPIPlusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewUpdateUserPhoneRequestWithApplicationVndAPIPlusJSONBody(c.Server, body)
 	if err != nil {
@@ -388,7 +388,7 @@ func (c *Client) ConfirmPhoneChangeWithFormdataBody(ctx context.Context, params 
 // Takes any type of body and a specified content type.
 //
 // Corresponds with PUT /user/phone/verify (the `VerifyUserPhone` operationId).
-// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+// Deprecated: PACE marks the phone operations of User API 2021-2 as deprecated; they keep working unchanged.
 func (c *Client) VerifyUserPhoneWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewVerifyUserPhoneRequestWithBody(c.Server, contentType, body)
 	if err != nil {
@@ -415,7 +415,7 @@ func (c *Client) VerifyUserPhoneWithBody(ctx context.Context, contentType string
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with PUT /user/phone/verify (the `VerifyUserPhone` operationId).
-// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+// Deprecated: PACE marks the phone operations of User API 2021-2 as deprecated; they keep working unchanged.
 func (c *Client) VerifyUserPhone(ctx context.Context, body VerifyUserPhoneJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewVerifyUserPhoneRequest(c.Server, body)
 	if err != nil {
@@ -711,7 +711,7 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /user/phone (the `CheckUserPhone` operationId).
 	//
-	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	// Deprecated: PACE marks the phone operations of User API 2021-2 as deprecated; they keep working unchanged.
 	CheckUserPhoneWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*CheckUserPhoneResponse, error)
 
 	// UpdateUserPhoneWithBodyWithResponse Set or change the user's phone number
@@ -736,7 +736,7 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with PUT /user/phone (the `UpdateUserPhone` operationId).
 	//
-	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	// Deprecated: PACE marks the phone operations of User API 2021-2 as deprecated; they keep working unchanged.
 	UpdateUserPhoneWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateUserPhoneResponse, error)
 
 	// UpdateUserPhoneWithApplicationVndAPIPlusJSONBodyWithResponse Set or change the user's phone number
@@ -761,7 +761,7 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with PUT /user/phone (the `UpdateUserPhone` operationId).
 	//
-	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	// Deprecated: PACE marks the phone operations of User API 2021-2 as deprecated; they keep working unchanged.
 	UpdateUserPhoneWithApplicationVndAPIPlusJSONBodyWithResponse(ctx context.Context, body UpdateUserPhoneApplicationVndAPIPlusJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateUserPhoneResponse, error)
 
 	// ShowPhoneConfirmationWithResponse Extension. The page behind the e-mail link
@@ -813,7 +813,7 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with PUT /user/phone/verify (the `VerifyUserPhone` operationId).
 	//
-	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	// Deprecated: PACE marks the phone operations of User API 2021-2 as deprecated; they keep working unchanged.
 	VerifyUserPhoneWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*VerifyUserPhoneResponse, error)
 
 	// VerifyUserPhoneWithResponse Verify the pending phone number with the SMS code
@@ -831,7 +831,7 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with PUT /user/phone/verify (the `VerifyUserPhone` operationId).
 	//
-	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	// Deprecated: PACE marks the phone operations of User API 2021-2 as deprecated; they keep working unchanged.
 	VerifyUserPhoneWithResponse(ctx context.Context, body VerifyUserPhoneJSONRequestBody, reqEditors ...RequestEditorFn) (*VerifyUserPhoneResponse, error)
 }
 
@@ -1402,7 +1402,7 @@ func (r VerifyUserPhoneResponse) ContentType() string {
 //
 // Corresponds with GET /user/phone (the `CheckUserPhone` operationId).
 //
-// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+// Deprecated: PACE marks the phone operations of User API 2021-2 as deprecated; they keep working unchanged.
 func (c *ClientWithResponses) CheckUserPhoneWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*CheckUserPhoneResponse, error) {
 	rsp, err := c.CheckUserPhone(ctx, reqEditors...)
 	if err != nil {
@@ -1433,7 +1433,7 @@ func (c *ClientWithResponses) CheckUserPhoneWithResponse(ctx context.Context, re
 //
 // Corresponds with PUT /user/phone (the `UpdateUserPhone` operationId).
 //
-// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+// Deprecated: PACE marks the phone operations of User API 2021-2 as deprecated; they keep working unchanged.
 func (c *ClientWithResponses) UpdateUserPhoneWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateUserPhoneResponse, error) {
 	rsp, err := c.UpdateUserPhoneWithBody(ctx, contentType, body, reqEditors...)
 	if err != nil {
@@ -1463,7 +1463,7 @@ func (c *ClientWithResponses) UpdateUserPhoneWithBodyWithResponse(ctx context.Co
 // Takes a body of the `application/vnd.api+json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with PUT /user/phone (the `UpdateUserPhone` operationId).
-// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+// Deprecated: PACE marks the phone operations of User API 2021-2 as deprecated; they keep working unchanged.
 func (c *ClientWithResponses) UpdateUserPhoneWithApplicationVndAPIPlusJSONBodyWithResponse(ctx context.Context, body UpdateUserPhoneApplicationVndAPIPlusJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateUserPhoneResponse, error) {
 	rsp, err := c.UpdateUserPhoneWithApplicationVndAPIPlusJSONBody(ctx, body, reqEditors...)
 	if err != nil {
@@ -1539,7 +1539,7 @@ func (c *ClientWithResponses) ConfirmPhoneChangeWithFormdataBodyWithResponse(ctx
 //
 // Corresponds with PUT /user/phone/verify (the `VerifyUserPhone` operationId).
 //
-// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+// Deprecated: PACE marks the phone operations of User API 2021-2 as deprecated; they keep working unchanged.
 func (c *ClientWithResponses) VerifyUserPhoneWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*VerifyUserPhoneResponse, error) {
 	rsp, err := c.VerifyUserPhoneWithBody(ctx, contentType, body, reqEditors...)
 	if err != nil {
@@ -1562,7 +1562,7 @@ func (c *ClientWithResponses) VerifyUserPhoneWithBodyWithResponse(ctx context.Co
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with PUT /user/phone/verify (the `VerifyUserPhone` operationId).
-// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+// Deprecated: PACE marks the phone operations of User API 2021-2 as deprecated; they keep working unchanged.
 func (c *ClientWithResponses) VerifyUserPhoneWithResponse(ctx context.Context, body VerifyUserPhoneJSONRequestBody, reqEditors ...RequestEditorFn) (*VerifyUserPhoneResponse, error) {
 	rsp, err := c.VerifyUserPhone(ctx, body, reqEditors...)
 	if err != nil {

@@ -342,7 +342,7 @@ type ConfirmPhoneChangeParams struct {
 
 // UpdateUserPhoneApplicationVndAPIPlusJSONRequestBody defines body for UpdateUserPhone for application/vnd.api+json ContentType.
 //
-// Deprecated: this type has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+// Deprecated: PACE marks the phone operations of User API 2021-2 as deprecated; they keep working unchanged.
 type UpdateUserPhoneApplicationVndAPIPlusJSONRequestBody = UpdateUserPhoneRequest
 
 // ConfirmPhoneChangeFormdataRequestBody defines body for ConfirmPhoneChange for application/x-www-form-urlencoded ContentType.
@@ -350,7 +350,7 @@ type ConfirmPhoneChangeFormdataRequestBody = ConfirmPhoneChangeForm
 
 // VerifyUserPhoneJSONRequestBody defines body for VerifyUserPhone for application/json ContentType.
 //
-// Deprecated: this type has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+// Deprecated: PACE marks the phone operations of User API 2021-2 as deprecated; they keep working unchanged.
 type VerifyUserPhoneJSONRequestBody = VerifyUserPhoneRequest
 
 // Getter for additional properties for Error_Meta. Returns the specified

@@ -21,12 +21,12 @@ type ServerInterface interface {
 	// CheckUserPhone Check the user's phone number
 	// (GET /user/phone)
 	//
-	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	// Deprecated: PACE marks the phone operations of User API 2021-2 as deprecated; they keep working unchanged.
 	CheckUserPhone(c *gin.Context)
 	// UpdateUserPhone Set or change the user's phone number
 	// (PUT /user/phone)
 	//
-	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	// Deprecated: PACE marks the phone operations of User API 2021-2 as deprecated; they keep working unchanged.
 	UpdateUserPhone(c *gin.Context)
 	// ShowPhoneConfirmation Extension. The page behind the e-mail link
 	// (GET /user/phone/confirm)
@@ -37,7 +37,7 @@ type ServerInterface interface {
 	// VerifyUserPhone Verify the pending phone number with the SMS code
 	// (PUT /user/phone/verify)
 	//
-	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	// Deprecated: PACE marks the phone operations of User API 2021-2 as deprecated; they keep working unchanged.
 	VerifyUserPhone(c *gin.Context)
 }
 
@@ -1048,12 +1048,12 @@ type StrictServerInterface interface {
 	// CheckUserPhone Check the user's phone number
 	// (GET /user/phone)
 	//
-	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	// Deprecated: PACE marks the phone operations of User API 2021-2 as deprecated; they keep working unchanged.
 	CheckUserPhone(ctx context.Context, request CheckUserPhoneRequestObject) (CheckUserPhoneResponseObject, error)
 	// UpdateUserPhone Set or change the user's phone number
 	// (PUT /user/phone)
 	//
-	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	// Deprecated: PACE marks the phone operations of User API 2021-2 as deprecated; they keep working unchanged.
 	UpdateUserPhone(ctx context.Context, request UpdateUserPhoneRequestObject) (UpdateUserPhoneResponseObject, error)
 	// ShowPhoneConfirmation Extension. The page behind the e-mail link
 	// (GET /user/phone/confirm)
@@ -1064,7 +1064,7 @@ type StrictServerInterface interface {
 	// VerifyUserPhone Verify the pending phone number with the SMS code
 	// (PUT /user/phone/verify)
 	//
-	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	// Deprecated: PACE marks the phone operations of User API 2021-2 as deprecated; they keep working unchanged.
 	VerifyUserPhone(ctx context.Context, request VerifyUserPhoneRequestObject) (VerifyUserPhoneResponseObject, error)
 }
 
