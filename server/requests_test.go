@@ -42,6 +42,8 @@ func TestBadRequestsAreRefusedAndChangeNothing(t *testing.T) {
 			{"code too short", "PUT", verify, "application/json", `{"code":"12345"}`, 400, userphone.CodeInvalidRequest, "/code"},
 			{"code not digits", "PUT", verify, "application/json", `{"code":"12345a"}`, 400, userphone.CodeInvalidRequest, "/code"},
 			{"no code", "PUT", verify, "application/json", `{}`, 400, userphone.CodeInvalidRequest, "/code"},
+			{"verify body an array", "PUT", verify, "application/json", `[]`, 400, userphone.CodeInvalidRequest, ""},
+			{"unknown member is fine but a wrong one is not", "PUT", verify, "application/json", `{"code":123456}`, 400, userphone.CodeInvalidRequest, "/code"},
 			{"verify body not JSON", "PUT", verify, "application/json", `code=123456`, 400, userphone.CodeInvalidRequest, ""},
 			{"body too large", "PUT", verify, "application/json", `{"code":"123456","pad":"` + strings.Repeat("x", 20<<10) + `"}`, 400, userphone.CodeInvalidRequest, ""},
 			{"landline", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{"phoneNumber":"+49 30 12345678"}}}`, 422, userphone.CodeInvalidPhoneNumber, "/data/attributes/phoneNumber"},

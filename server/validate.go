@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
-	"slices"
 	"sort"
 	"strings"
 
@@ -157,18 +156,22 @@ func requestError(err error) *userphone.Error {
 	case errors.Is(re.Err, openapi3filter.ErrInvalidRequired):
 		return userphone.Errorf(userphone.CodeInvalidRequest, "The request has no body; send one as %s.", quotedMediaTypes(re.RequestBody))
 	case errors.As(re.Err, &schemaErr):
-		pointer := "/" + strings.Join(schemaErr.JSONPointer(), "/")
-		e := userphone.Errorf(userphone.CodeInvalidRequest, "The field %s is invalid: %s.", pointer, strings.TrimSuffix(schemaErr.Reason, "."))
-		if pointer == "/" {
-			e.Detail = fmt.Sprintf("The body is invalid: %s.", strings.TrimSuffix(schemaErr.Reason, "."))
+		reason := strings.TrimSuffix(schemaErr.Reason, ".")
+		path := schemaErr.JSONPointer()
+		if len(path) == 0 {
+			// The whole body is at fault; RFC 6901's pointer to it is "",
+			// which JSON:API clients read as no pointer at all.
+			return userphone.Errorf(userphone.CodeInvalidRequest, "The body is invalid: %s.", reason)
 		}
+		pointer := "/" + strings.Join(path, "/")
+		e := userphone.Errorf(userphone.CodeInvalidRequest, "The field %s is invalid: %s.", pointer, reason)
 		e.Pointer = pointer
 		if schemaErr.SchemaField == "required" {
 			e.Detail = fmt.Sprintf("The field %s is required.", pointer)
 		}
 		return e
 	case errors.As(re.Err, &parseErr):
-		return &userphone.Error{Code: userphone.CodeInvalidRequest, Detail: "The body is not valid " + mediaKind(re) + ".", Pointer: ""}
+		return userphone.Errorf(userphone.CodeInvalidRequest, "The body is not valid %s.", mediaKind(re))
 	}
 	return userphone.Errorf(userphone.CodeInvalidRequest, "The body cannot be read as %s.", quotedMediaTypes(re.RequestBody))
 }
@@ -184,7 +187,7 @@ func quotedMediaTypes(body *openapi3.RequestBody) string {
 
 func mediaKind(re *openapi3filter.RequestError) string {
 	mt, _, _ := mime.ParseMediaType(re.Input.Request.Header.Get("Content-Type"))
-	if slices.Contains([]string{"application/x-www-form-urlencoded"}, mt) {
+	if mt == "application/x-www-form-urlencoded" {
 		return "form data"
 	}
 	return "JSON"
