@@ -14,11 +14,13 @@ type LinkState int
 const (
 	// LinkValid: the change waits for this confirmation.
 	LinkValid LinkState = iota
-	// LinkConfirmed: this request confirmed the change; the SMS is on its way.
+	// LinkConfirmed: the change is confirmed and waits for the SMS code. A
+	// second POST (a refresh of the confirmed page) lands here too and sends
+	// nothing.
 	LinkConfirmed
 	// LinkUnknown: no change has this token (typo, or replaced by a newer e-mail).
 	LinkUnknown
-	// LinkUsed: the change went past this step, or was cancelled.
+	// LinkUsed: the change was verified or cancelled.
 	LinkUsed
 	// LinkExpired: the change passed its time limit.
 	LinkExpired
@@ -104,6 +106,8 @@ func describe(ctx context.Context, tx userphone.Tx, c *userphone.PhoneChange, no
 		conf.State = LinkExpired
 	case c.Status == userphone.StatusAwaitingEmailConfirmation:
 		conf.State = LinkValid
+	case c.Status == userphone.StatusAwaitingCode:
+		conf.State = LinkConfirmed
 	default:
 		conf.State = LinkUsed
 	}

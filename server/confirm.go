@@ -23,7 +23,7 @@ func (h *handlers) ShowPhoneConfirmation(ctx context.Context, req api.ShowPhoneC
 		return nil, err
 	}
 	switch conf.State {
-	case flow.LinkValid:
+	case flow.LinkValid, flow.LinkConfirmed:
 		return api.ShowPhoneConfirmation200TexthtmlResponse{HTMLPageTexthtmlResponse: api.HTMLPageTexthtmlResponse(page)}, nil
 	case flow.LinkUnknown:
 		return api.ShowPhoneConfirmation404TexthtmlResponse{HTMLNotFoundTexthtmlResponse: api.HTMLNotFoundTexthtmlResponse(page)}, nil

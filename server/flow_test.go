@@ -93,11 +93,16 @@ func TestChangeNeedsEmailConfirmationAndKeepsOldNumberUntilVerified(t *testing.T
 		if conf.StatusCode() != http.StatusOK {
 			t.Fatalf("confirm: %d %s", conf.StatusCode(), conf.Body)
 		}
-		if again := h.confirm(link); again.StatusCode() != http.StatusGone {
-			t.Fatalf("second confirm: %d, want 410", again.StatusCode())
+		// A refresh of the confirmed page posts again: it shows the same page
+		// and sends no second SMS.
+		if again := h.confirm(link); again.StatusCode() != http.StatusOK || string(again.Body) != string(conf.Body) {
+			t.Fatalf("second confirm: %d %s", again.StatusCode(), again.Body)
 		}
-		if page := h.showConfirmation(link); page.StatusCode() != http.StatusGone {
-			t.Fatalf("page after confirm: %d, want 410", page.StatusCode())
+		if page := h.showConfirmation(link); page.StatusCode() != http.StatusOK || string(page.Body) != string(conf.Body) {
+			t.Fatalf("page after confirm: %d %s", page.StatusCode(), page.Body)
+		}
+		if n := len(h.messagesTo(numberB)); n != 1 {
+			t.Fatalf("%d SMS to the new number, want 1", n)
 		}
 		c := h.check(tok)
 		if a := c.ApplicationvndApiJSON200.Data.Attributes; c.StatusCode() != 200 || a.PhoneNumber != numberA ||
@@ -106,6 +111,12 @@ func TestChangeNeedsEmailConfirmationAndKeepsOldNumberUntilVerified(t *testing.T
 		}
 		if v := h.verify(tok, h.code(numberB)); v.StatusCode() != http.StatusOK || v.ApplicationvndApiJSON200.Data.Attributes.PhoneNumber != numberB {
 			t.Fatalf("verify new number: %d %s", v.StatusCode(), v.Body)
+		}
+		if again := h.confirm(link); again.StatusCode() != http.StatusGone {
+			t.Fatalf("confirm after verification: %d, want 410", again.StatusCode())
+		}
+		if page := h.showConfirmation(link); page.StatusCode() != http.StatusGone {
+			t.Fatalf("page after verification: %d, want 410", page.StatusCode())
 		}
 	})
 }

@@ -167,7 +167,8 @@ type ClientInterface interface {
 	//
 	// Extension. Confirms the pending change named by the e-mail token, sends the
 	// SMS with the code and renders a page that tells the user to enter it. The
-	// token works once.
+	// token confirms once: posting it again while the code is awaited (a
+	// refresh) shows the same page and sends nothing.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -178,7 +179,8 @@ type ClientInterface interface {
 	//
 	// Extension. Confirms the pending change named by the e-mail token, sends the
 	// SMS with the code and renders a page that tells the user to enter it. The
-	// token works once.
+	// token confirms once: posting it again while the code is awaited (a
+	// refresh) shows the same page and sends nothing.
 	//
 	// Takes a body of the `application/x-www-form-urlencoded` content type.
 	//
@@ -336,7 +338,8 @@ func (c *Client) ShowPhoneConfirmation(ctx context.Context, params *ShowPhoneCon
 //
 // Extension. Confirms the pending change named by the e-mail token, sends the
 // SMS with the code and renders a page that tells the user to enter it. The
-// token works once.
+// token confirms once: posting it again while the code is awaited (a
+// refresh) shows the same page and sends nothing.
 //
 // Takes any type of body and a specified content type.
 //
@@ -357,7 +360,8 @@ func (c *Client) ConfirmPhoneChangeWithBody(ctx context.Context, params *Confirm
 //
 // Extension. Confirms the pending change named by the e-mail token, sends the
 // SMS with the code and renders a page that tells the user to enter it. The
-// token works once.
+// token confirms once: posting it again while the code is awaited (a
+// refresh) shows the same page and sends nothing.
 //
 // Takes a body of the `application/x-www-form-urlencoded` content type.
 //
@@ -780,7 +784,8 @@ type ClientWithResponsesInterface interface {
 	//
 	// Extension. Confirms the pending change named by the e-mail token, sends the
 	// SMS with the code and renders a page that tells the user to enter it. The
-	// token works once.
+	// token confirms once: posting it again while the code is awaited (a
+	// refresh) shows the same page and sends nothing.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -791,7 +796,8 @@ type ClientWithResponsesInterface interface {
 	//
 	// Extension. Confirms the pending change named by the e-mail token, sends the
 	// SMS with the code and renders a page that tells the user to enter it. The
-	// token works once.
+	// token confirms once: posting it again while the code is awaited (a
+	// refresh) shows the same page and sends nothing.
 	//
 	// Takes a body of the `application/x-www-form-urlencoded` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -1494,7 +1500,8 @@ func (c *ClientWithResponses) ShowPhoneConfirmationWithResponse(ctx context.Cont
 //
 // Extension. Confirms the pending change named by the e-mail token, sends the
 // SMS with the code and renders a page that tells the user to enter it. The
-// token works once.
+// token confirms once: posting it again while the code is awaited (a
+// refresh) shows the same page and sends nothing.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -1511,7 +1518,8 @@ func (c *ClientWithResponses) ConfirmPhoneChangeWithBodyWithResponse(ctx context
 //
 // Extension. Confirms the pending change named by the e-mail token, sends the
 // SMS with the code and renders a page that tells the user to enter it. The
-// token works once.
+// token confirms once: posting it again while the code is awaited (a
+// refresh) shows the same page and sends nothing.
 //
 // Takes a body of the `application/x-www-form-urlencoded` content type, and returns a wrapper object for the known response body format(s).
 //
