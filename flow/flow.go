@@ -74,7 +74,8 @@ func (s *Service) inTx(ctx context.Context, fn func(tx userphone.Tx, now time.Ti
 		if !errors.Is(err, userphone.ErrConflict) {
 			break
 		}
-		s.log.Debug("transaction lost a race on a uniqueness rule; running it again", "err", err)
+		// No error text in the log: a driver may quote the conflicting value.
+		s.log.Debug("transaction lost a race on a uniqueness rule; running it again")
 	}
 	if err != nil {
 		return err

@@ -51,6 +51,7 @@ type harness struct {
 	store  *store.Store
 	outbox string
 	cfg    store.Config
+	logs   *testWriter
 }
 
 type clock struct {
@@ -109,7 +110,8 @@ func newHarness(t *testing.T, o options) *harness {
 	}
 	h := &harness{t: t, keys: keys, clock: clk, store: st, cfg: o.cfg,
 		outbox: filepath.Join(o.cfg.DataDir, "outbox.jsonl")}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	h.logs = &testWriter{t: t}
+	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	svc, err := flow.New(st, delivery.NewOutbox(h.outbox, log), flow.Config{
 		ProcessTTL: 24 * time.Hour, ResendCooldown: time.Minute, MaxCodeAttempts: 5,
 		Secret:     bytes.Repeat([]byte{7}, 32),
@@ -133,13 +135,27 @@ func newHarness(t *testing.T, o options) *harness {
 	return h
 }
 
-// testWriter sends the service's log to the test's log.
-type testWriter struct{ t *testing.T }
+// testWriter sends the service's log to the test's log, and keeps it for
+// tests that read it.
+type testWriter struct {
+	t   *testing.T
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
 
-func (w testWriter) Write(p []byte) (int, error) {
+func (w *testWriter) Write(p []byte) (int, error) {
 	w.t.Helper()
+	w.mu.Lock()
+	w.buf.Write(p)
+	w.mu.Unlock()
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+func (w *testWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }
 
 func specRouter(t *testing.T) routers.Router {

@@ -196,3 +196,16 @@ func TestMigrateIsIdempotentAndReportsVersion(t *testing.T) {
 		}
 	})
 }
+
+func TestSQLiteIsSetUpForAServer(t *testing.T) {
+	s := storetest.New(t, store.SQLite)
+	var mode string
+	var timeout int
+	db := s.DB()
+	if err := db.Raw("PRAGMA journal_mode").Scan(&mode).Error; err != nil || mode != "wal" {
+		t.Fatalf("journal_mode = %q (%v), want wal", mode, err)
+	}
+	if err := db.Raw("PRAGMA busy_timeout").Scan(&timeout).Error; err != nil || timeout < 1000 {
+		t.Fatalf("busy_timeout = %d (%v)", timeout, err)
+	}
+}

@@ -1,0 +1,98 @@
+package openapi_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+
+	"github.com/pace/userphone/openapi"
+	"github.com/pace/userphone/phone"
+)
+
+func load(t *testing.T) *openapi3.T {
+	t.Helper()
+	doc, err := openapi3.NewLoader().LoadFromData(openapi.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc
+}
+
+func TestSpecAndItsExamplesAreValid(t *testing.T) {
+	doc := load(t)
+	if err := doc.Validate(context.Background(), openapi3.EnableExamplesValidation()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// PACE's own example number is not a valid one; ours must be numbers that
+// the service itself accepts, or a QA team copying them gets a 422.
+func TestExamplePhoneNumbersAreAcceptedAsTheyStand(t *testing.T) {
+	doc := load(t)
+	var numbers []string
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				if s, ok := x.(string); ok && k == "phoneNumber" {
+					numbers = append(numbers, s)
+				}
+				walk(x)
+			}
+		case []any:
+			for _, x := range v {
+				walk(x)
+			}
+		}
+	}
+	for _, ex := range doc.Components.Examples {
+		walk(ex.Value.Value)
+	}
+	for _, path := range doc.Paths.Map() {
+		for _, op := range path.Operations() {
+			if op.RequestBody != nil {
+				for _, mt := range op.RequestBody.Value.Content {
+					for _, ex := range mt.Examples {
+						walk(ex.Value.Value)
+					}
+				}
+			}
+		}
+	}
+	if len(numbers) < 3 {
+		t.Fatalf("found only %d example numbers; the walk misses the examples", len(numbers))
+	}
+	for _, n := range numbers {
+		if got, err := phone.Normalize(n); err != nil || got != n {
+			t.Errorf("example %q normalizes to %q (%v)", n, got, err)
+		}
+	}
+}
+
+func TestEveryOperationIsUnderTheBasePathAndPACEsAreDeprecated(t *testing.T) {
+	doc := load(t)
+	for _, s := range doc.Servers {
+		if len(s.URL) < len("/user/2021-2") || s.URL[len(s.URL)-len("/user/2021-2"):] != "/user/2021-2" {
+			t.Errorf("server %s does not end with the base path", s.URL)
+		}
+	}
+	for _, id := range []string{"UpdateUserPhone", "VerifyUserPhone", "CheckUserPhone"} {
+		op := findOperation(doc, id)
+		if op == nil || !op.Deprecated {
+			t.Errorf("%s is missing or not deprecated", id)
+		}
+	}
+}
+
+func findOperation(doc *openapi3.T, id string) *openapi3.Operation {
+	for _, path := range doc.Paths.Map() {
+		for _, op := range path.Operations() {
+			if op.OperationID == id {
+				return op
+			}
+		}
+	}
+	return nil
+}
