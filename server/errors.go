@@ -22,7 +22,7 @@ var errorKinds = map[userphone.ErrorCode]struct {
 	title  string
 }{
 	userphone.CodeUnauthorized:             {http.StatusUnauthorized, "Unauthorized"},
-	userphone.CodeMissingLinkedIdentity:    {http.StatusUnauthorized, "Missing linked identity"},
+	userphone.CodeMissingLinkedIdentity:    {http.StatusUnauthorized, "Missing linked identity for authorized access"},
 	userphone.CodeInsufficientScope:        {http.StatusForbidden, "Insufficient scope"},
 	userphone.CodeInvalidRequest:           {http.StatusBadRequest, "Invalid request"},
 	userphone.CodeUnsupportedMediaType:     {http.StatusUnsupportedMediaType, "Unsupported media type"},

@@ -992,6 +992,8 @@ type UpdateUserPhoneResponse struct {
 	ApplicationvndApiJSON401 *Unauthorized
 	// ApplicationvndApiJSON403 the response for an HTTP 403 `application/vnd.api+json` response
 	ApplicationvndApiJSON403 *Forbidden
+	// ApplicationvndApiJSON404 the response for an HTTP 404 `application/vnd.api+json` response
+	ApplicationvndApiJSON404 *ErrorDocument
 	// ApplicationvndApiJSON409 the response for an HTTP 409 `application/vnd.api+json` response
 	ApplicationvndApiJSON409 *Conflict
 	// ApplicationvndApiJSON415 the response for an HTTP 415 `application/vnd.api+json` response
@@ -1037,6 +1039,11 @@ func (r UpdateUserPhoneResponse) GetApplicationvndApiJSON401() *Unauthorized {
 // GetApplicationvndApiJSON403 returns the response for an HTTP 403 `application/vnd.api+json` response
 func (r UpdateUserPhoneResponse) GetApplicationvndApiJSON403() *Forbidden {
 	return r.ApplicationvndApiJSON403
+}
+
+// GetApplicationvndApiJSON404 returns the response for an HTTP 404 `application/vnd.api+json` response
+func (r UpdateUserPhoneResponse) GetApplicationvndApiJSON404() *ErrorDocument {
+	return r.ApplicationvndApiJSON404
 }
 
 // GetApplicationvndApiJSON409 returns the response for an HTTP 409 `application/vnd.api+json` response
@@ -1745,6 +1752,13 @@ func ParseUpdateUserPhoneResponse(rsp *http.Response) (*UpdateUserPhoneResponse,
 			return nil, err
 		}
 		response.ApplicationvndApiJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ErrorDocument
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationvndApiJSON404 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
 		var dest Conflict

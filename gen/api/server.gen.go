@@ -494,6 +494,20 @@ func (response UpdateUserPhone403ApplicationVndAPIPlusJSONResponse) VisitUpdateU
 	return err
 }
 
+type UpdateUserPhone404ApplicationVndAPIPlusJSONResponse ErrorDocument
+
+func (response UpdateUserPhone404ApplicationVndAPIPlusJSONResponse) VisitUpdateUserPhoneResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/vnd.api+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UpdateUserPhone409ApplicationVndAPIPlusJSONResponse struct {
 	ConflictApplicationVndAPIPlusJSONResponse
 }
