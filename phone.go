@@ -38,6 +38,9 @@ type Identity struct {
 	Email   string
 	Locale  string
 	Scopes  []string
+	// LinkedIdentities names the identity providers the user has linked,
+	// from the token's linked-identity claim.
+	LinkedIdentities []string
 }
 
 // User is a user as the service remembers them.

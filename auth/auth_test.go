@@ -85,6 +85,22 @@ func wantUnauthorized(t *testing.T, v Verifier, raw, detailPart string) {
 			t.Errorf("error %q contains part of the token", err)
 		}
 	}
+	if piece := tokenPiece(raw, err.Error()); piece != "" {
+		t.Errorf("error %q contains %q from the token", err, piece)
+	}
+}
+
+// invalidDetail is the one detail of every signature-type failure.
+const invalidDetail = "The bearer token is invalid."
+
+// tokenPiece returns an 8-character piece of raw that s contains, or "".
+func tokenPiece(raw, s string) string {
+	for i := 0; i+8 <= len(raw); i++ {
+		if strings.Contains(s, raw[i:i+8]) {
+			return raw[i : i+8]
+		}
+	}
+	return ""
 }
 
 func TestMintVerifyRoundTrip(t *testing.T) {
@@ -94,7 +110,7 @@ func TestMintVerifyRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := k.Verifier(at(t0.Add(time.Minute))).Verify(t.Context(), raw)
+	got, err := k.Verifier(Policy{}, nil, at(t0.Add(time.Minute))).Verify(t.Context(), raw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +139,7 @@ func TestMintOmitsEmptyOptionalClaims(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := k.Verifier(at(t0)).Verify(t.Context(), raw)
+	got, err := k.Verifier(Policy{}, nil, at(t0)).Verify(t.Context(), raw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +192,7 @@ func TestKeyFileCreatedAndReused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := k2.Verifier(at(t0)).Verify(t.Context(), raw); err != nil {
+	if _, err := k2.Verifier(Policy{}, nil, at(t0)).Verify(t.Context(), raw); err != nil {
 		t.Errorf("token from first load rejected by second: %v", err)
 	}
 	entries, _ := os.ReadDir(dir)
@@ -207,7 +223,7 @@ func TestConcurrentCreateAgrees(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, k := range keys {
-		if _, err := k.Verifier(at(t0)).Verify(t.Context(), raw); err != nil {
+		if _, err := k.Verifier(Policy{}, nil, at(t0)).Verify(t.Context(), raw); err != nil {
 			t.Errorf("keys[%d] rejects a token of keys[0]: %v", i, err)
 		}
 	}
@@ -262,17 +278,17 @@ func TestTimeChecks(t *testing.T) {
 	}
 	exp := t0.Add(time.Hour)
 	for _, now := range []time.Time{t0.Add(-59 * time.Second), exp.Add(59 * time.Second)} {
-		if _, err := k.Verifier(at(now)).Verify(t.Context(), raw); err != nil {
+		if _, err := k.Verifier(Policy{}, nil, at(now)).Verify(t.Context(), raw); err != nil {
 			t.Errorf("at %v (within leeway): %v", now, err)
 		}
 	}
-	wantUnauthorized(t, k.Verifier(at(exp.Add(61*time.Second))), raw, "expired")
-	wantUnauthorized(t, k.Verifier(at(t0.Add(-61*time.Second))), raw, "not valid yet")
+	wantUnauthorized(t, k.Verifier(Policy{}, nil, at(exp.Add(61*time.Second))), raw, "expired")
+	wantUnauthorized(t, k.Verifier(Policy{}, nil, at(t0.Add(-61*time.Second))), raw, "not valid yet")
 }
 
 func TestClaimChecks(t *testing.T) {
 	k := newKeys(t)
-	v := k.Verifier(at(t0))
+	v := k.Verifier(Policy{}, nil, at(t0))
 	for name, tc := range map[string]struct {
 		change func(map[string]any)
 		detail string
@@ -304,17 +320,17 @@ func TestSignedButMalformedPayload(t *testing.T) {
 	input := b64(`{"alg":"EdDSA","typ":"JWT","kid":"`+kid+`"}`) + "." +
 		b64(`{"iss":"userphone-dev","aud":["userphone"],"sub":"user-1","exp":"tomorrow"}`)
 	raw := input + "." + base64.RawURLEncoding.EncodeToString(ed25519.Sign(priv, []byte(input)))
-	wantUnauthorized(t, k.Verifier(at(t0)), raw, "malformed")
+	wantUnauthorized(t, k.Verifier(Policy{}, nil, at(t0)), raw, "malformed")
 }
 
 func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
 
 func TestForeignAndUnsafeSignatures(t *testing.T) {
 	k := newKeys(t)
-	v := k.Verifier(at(t0))
+	v := k.Verifier(Policy{}, nil, at(t0))
 
 	other := newKeys(t)
-	wantUnauthorized(t, v, sign(t, claims(), jwa.EdDSA(), other.private), "not signed by this server's key")
+	wantUnauthorized(t, v, sign(t, claims(), jwa.EdDSA(), other.private), invalidDetail)
 
 	// Another key given this key's kid must not pass either.
 	otherRaw, _ := other.private.Clone()
@@ -322,10 +338,10 @@ func TestForeignAndUnsafeSignatures(t *testing.T) {
 	if err := otherRaw.Set(jwk.KeyIDKey, kid); err != nil {
 		t.Fatal(err)
 	}
-	wantUnauthorized(t, v, sign(t, claims(), jwa.EdDSA(), otherRaw), "not signed by this server's key")
+	wantUnauthorized(t, v, sign(t, claims(), jwa.EdDSA(), otherRaw), invalidDetail)
 
 	payload := b64(`{"iss":"userphone-dev","aud":["userphone"],"sub":"user-1","exp":` + strconv.FormatInt(t0.Add(time.Hour).Unix(), 10) + `}`)
-	wantUnauthorized(t, v, b64(`{"alg":"none","typ":"JWT"}`)+"."+payload+".", "algorithm")
+	wantUnauthorized(t, v, b64(`{"alg":"none","typ":"JWT"}`)+"."+payload+".", invalidDetail)
 	wantUnauthorized(t, v, b64(`{"typ":"JWT"}`)+"."+payload+".", "malformed")
 
 	// HS256 keyed with the public key is the classic algorithm confusion.
@@ -334,19 +350,19 @@ func TestForeignAndUnsafeSignatures(t *testing.T) {
 	if err := jwk.Export(pk, &pub); err != nil {
 		t.Fatal(err)
 	}
-	wantUnauthorized(t, v, sign(t, claims(), jwa.HS256(), []byte(pub)), "algorithm")
-	wantUnauthorized(t, v, sign(t, claims(), jwa.HS256(), []byte("any secret at all")), "algorithm")
+	wantUnauthorized(t, v, sign(t, claims(), jwa.HS256(), []byte(pub)), invalidDetail)
+	wantUnauthorized(t, v, sign(t, claims(), jwa.HS256(), []byte("any secret at all")), invalidDetail)
 
 	// An allowed algorithm that is not the dev key's own.
 	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantUnauthorized(t, v, sign(t, claims(), jwa.ES256(), ecKey), "not signed by this server's key")
+	wantUnauthorized(t, v, sign(t, claims(), jwa.ES256(), ecKey), invalidDetail)
 }
 
 func TestMalformedAndEmpty(t *testing.T) {
-	v := newKeys(t).Verifier(at(t0))
+	v := newKeys(t).Verifier(Policy{}, nil, at(t0))
 	wantUnauthorized(t, v, "", "no bearer token")
 	for _, raw := range []string{"garbage", "a.b.c", "Bearer x.y.z", "eyJhbGciOiJFZERTQSJ9..."} {
 		wantUnauthorized(t, v, raw, "")
@@ -359,7 +375,7 @@ func TestScpArray(t *testing.T) {
 	c["scp"] = []string{ScopeCheck, "extra"}
 	c["scope"] = ScopeUpdate + " " + ScopeCheck
 	c["email"] = 42 // not a string: ignored
-	id, err := k.Verifier(at(t0)).Verify(t.Context(), sign(t, c, jwa.EdDSA(), k.private))
+	id, err := k.Verifier(Policy{}, nil, at(t0)).Verify(t.Context(), sign(t, c, jwa.EdDSA(), k.private))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,11 +388,93 @@ func TestScpArray(t *testing.T) {
 	}
 
 	delete(c, "scope")
-	id, err = k.Verifier(at(t0)).Verify(t.Context(), sign(t, c, jwa.EdDSA(), k.private))
+	id, err = k.Verifier(Policy{}, nil, at(t0)).Verify(t.Context(), sign(t, c, jwa.EdDSA(), k.private))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(id.Scopes, []string{ScopeCheck, "extra"}) {
 		t.Errorf("scopes %v from scp alone", id.Scopes)
+	}
+}
+
+func TestDevLinkedIdentity(t *testing.T) {
+	k := newKeys(t)
+	required := Policy{RequiredLinkedIdentity: "fleet"}
+
+	raw, err := k.Mint(userphone.Identity{Subject: "user-1"}, time.Hour, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = k.Verifier(required, nil, at(t0)).Verify(t.Context(), raw)
+	e := userphone.AsError(err)
+	if e == nil || e.Code != userphone.CodeMissingLinkedIdentity ||
+		e.Detail != "Linked identity is needed to access this resource, please check why the user does not have a linked identity" {
+		t.Fatalf("Verify without linked identity = %v", err)
+	}
+	if _, err := k.Verifier(Policy{}, nil, at(t0)).Verify(t.Context(), raw); err != nil {
+		t.Errorf("not required, yet rejected: %v", err)
+	}
+
+	raw, err = k.Mint(userphone.Identity{Subject: "user-1", LinkedIdentities: []string{"other", "fleet"}}, time.Hour, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := jwt.ParseInsecure([]byte(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claim any
+	if err := tok.Get("linked_identities", &claim); err != nil {
+		t.Fatalf("Mint wrote no linked_identities claim: %v", err)
+	}
+	if _, ok := claim.([]any); !ok {
+		t.Errorf("linked_identities claim is %T, want an array", claim)
+	}
+	id, err := k.Verifier(required, nil, at(t0)).Verify(t.Context(), raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(id.LinkedIdentities, []string{"other", "fleet"}) {
+		t.Errorf("LinkedIdentities = %v", id.LinkedIdentities)
+	}
+
+	// The policy's issuer and audience do not apply to dev tokens.
+	odd := Policy{Issuer: "https://elsewhere", Audience: "other", RequiredLinkedIdentity: "fleet"}
+	if _, err := k.Verifier(odd, nil, at(t0)).Verify(t.Context(), raw); err != nil {
+		t.Errorf("dev verifier used the policy's issuer or audience: %v", err)
+	}
+
+	// Another claim name, holding a single string.
+	c := claims()
+	c["idps"] = "fleet"
+	custom := Policy{RequiredLinkedIdentity: "fleet", LinkedIdentityClaim: "idps"}
+	id, err = k.Verifier(custom, nil, at(t0)).Verify(t.Context(), sign(t, c, jwa.EdDSA(), k.private))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(id.LinkedIdentities, []string{"fleet"}) {
+		t.Errorf("LinkedIdentities = %v", id.LinkedIdentities)
+	}
+}
+
+func TestLocaleFallback(t *testing.T) {
+	k := newKeys(t)
+	v := k.Verifier(Policy{}, nil, at(t0))
+	c := claims()
+	c["preferred_language"] = "fr"
+	id, err := v.Verify(t.Context(), sign(t, c, jwa.EdDSA(), k.private))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.Locale != "fr" {
+		t.Errorf("locale %q, want preferred_language fr", id.Locale)
+	}
+	c["locale"] = "de-DE"
+	id, err = v.Verify(t.Context(), sign(t, c, jwa.EdDSA(), k.private))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.Locale != "de-DE" {
+		t.Errorf("locale %q, want locale claim de-DE over preferred_language", id.Locale)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -155,7 +156,8 @@ func (k *DevKeys) PublicSet() jwk.Set {
 	return k.public
 }
 
-// Mint signs a token naming id, valid from now for ttl.
+// Mint signs a token naming id, valid from now for ttl. Scopes become the
+// "scope" claim; LinkedIdentities, when any, the "linked_identities" array.
 func (k *DevKeys) Mint(id userphone.Identity, ttl time.Duration, now time.Time) (string, error) {
 	if id.Subject == "" {
 		return "", errors.New("mint dev token: identity has no subject")
@@ -180,6 +182,9 @@ func (k *DevKeys) Mint(id userphone.Identity, ttl time.Duration, now time.Time) 
 	if len(id.Scopes) > 0 {
 		b = b.Claim("scope", strings.Join(id.Scopes, " "))
 	}
+	if len(id.LinkedIdentities) > 0 {
+		b = b.Claim(DefaultLinkedIdentityClaim, id.LinkedIdentities)
+	}
 	tok, err := b.Build()
 	if err != nil {
 		return "", fmt.Errorf("mint dev token: %w", err)
@@ -192,17 +197,25 @@ func (k *DevKeys) Mint(id userphone.Identity, ttl time.Duration, now time.Time) 
 }
 
 // Verifier returns a Verifier that accepts only tokens signed by this key
-// for DevIssuer and DevAudience. clock may be nil (time.Now).
-func (k *DevKeys) Verifier(clock func() time.Time) Verifier {
-	public, _ := k.public.Key(0)
-	return devVerifier{public: public, clock: clock}
-}
-
-type devVerifier struct {
-	public jwk.Key
-	clock  func() time.Time
-}
-
-func (v devVerifier) Verify(_ context.Context, rawToken string) (userphone.Identity, error) {
-	return verify(rawToken, DevIssuer, DevAudience, v.clock, jwt.WithKey(jwa.EdDSA(), v.public))
+// for DevIssuer and DevAudience; policy.Issuer and policy.Audience are
+// ignored, its linked-identity part applies. log receives the reasons for
+// rejections at debug level and may be nil; clock may be nil (time.Now).
+func (k *DevKeys) Verifier(policy Policy, log *slog.Logger, clock func() time.Time) Verifier {
+	policy.Issuer, policy.Audience = DevIssuer, DevAudience
+	v := &tokenVerifier{policy: policy, log: discardIfNil(log), clock: clock}
+	jk, _ := k.public.Key(0)
+	public, err := newPublicKey(jk)
+	if err != nil { // not reached: parseDevKey made an Ed25519 key for EdDSA
+		v.key = func(context.Context, string, jwa.SignatureAlgorithm) (*publicKey, error) {
+			return nil, reject(errInvalid, "dev key unusable: "+err.Error())
+		}
+		return v
+	}
+	v.key = func(_ context.Context, kid string, _ jwa.SignatureAlgorithm) (*publicKey, error) {
+		if kid != "" && kid != public.kid {
+			return nil, reject(errInvalid, "unknown kid", kidAttr(kid))
+		}
+		return public, nil
+	}
+	return v
 }

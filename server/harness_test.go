@@ -120,7 +120,7 @@ func newHarness(t *testing.T, o options) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	handler, err := server.New(server.Config{Flow: svc, Verifier: keys.Verifier(nil), Log: log, Ready: st.Ping})
+	handler, err := server.New(server.Config{Flow: svc, Verifier: keys.Verifier(auth.Policy{}, log, nil), Log: log, Ready: st.Ping})
 	if err != nil {
 		t.Fatal(err)
 	}

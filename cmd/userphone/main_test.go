@@ -61,7 +61,7 @@ func TestTokenPrintsOnlyAVerifiableToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := keys.Verifier(nil).Verify(context.Background(), strings.TrimSpace(out))
+	id, err := keys.Verifier(auth.Policy{}, nil, nil).Verify(context.Background(), strings.TrimSpace(out))
 	if err != nil || id.Subject != "alice" || id.Email != "alice@example.com" || len(id.Scopes) != 1 || id.Scopes[0] != auth.ScopeCheck {
 		t.Fatalf("token names %+v (%v)", id, err)
 	}
@@ -116,6 +116,28 @@ func TestServeStopsCleanlyWhenAsked(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("data directory lacks %s: %v", f, err)
 		}
+	}
+}
+
+// Codes and links in flight must survive a restart, so the secret that
+// keys their hashes is made once and then reused.
+func TestTheSecretIsMadeOnceAndKept(t *testing.T) {
+	cfg := config{DataDir: t.TempDir()}
+	first, err := loadSecret(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := loadSecret(cfg)
+	if err != nil || !bytes.Equal(first, second) || len(first) < secretBytes {
+		t.Fatalf("second load gave a different secret (%v)", err)
+	}
+	info, err := os.Stat(filepath.Join(cfg.DataDir, "secret"))
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("secret file mode %v (%v), want 0600", info.Mode(), err)
+	}
+	cfg.Secret = bytes.Repeat([]byte{9}, secretBytes)
+	if got, _ := loadSecret(cfg); !bytes.Equal(got, cfg.Secret) {
+		t.Fatal("USERPHONE_SECRET does not win over the file")
 	}
 }
 

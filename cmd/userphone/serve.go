@@ -54,7 +54,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	handler, err := server.New(server.Config{Flow: svc, Verifier: keys.Verifier(nil), Log: log, Ready: st.Ping})
+	handler, err := server.New(server.Config{Flow: svc, Verifier: keys.Verifier(auth.Policy{}, log, nil), Log: log, Ready: st.Ping})
 	if err != nil {
 		return err
 	}
@@ -127,10 +127,12 @@ func openStore(ctx context.Context, cfg config, log *slog.Logger) (*store.Store,
 	defer cancel()
 	if err := st.Ping(pingCtx); err != nil {
 		st.Close()
+		// One line: pgx's connect errors span several.
+		reason := strings.Join(strings.Fields(err.Error()), " ")
 		if st.Dialect() == store.Postgres {
-			return nil, fmt.Errorf("cannot reach PostgreSQL (%v); start it, or fix USERPHONE_DATABASE_URL", err)
+			return nil, fmt.Errorf("cannot reach PostgreSQL (%s); start it, or fix USERPHONE_DATABASE_URL", reason)
 		}
-		return nil, fmt.Errorf("cannot open the SQLite file in %s (%v); check USERPHONE_DATA_DIR", cfg.DataDir, err)
+		return nil, fmt.Errorf("cannot open the SQLite file in %s (%s); check USERPHONE_DATA_DIR", cfg.DataDir, reason)
 	}
 	if err := st.Migrate(ctx); err != nil {
 		st.Close()
