@@ -46,6 +46,9 @@ func (s *Service) RequestChange(ctx context.Context, id userphone.Identity, rawN
 			p, created = view(user, open), true
 			return tx.SaveChange(ctx, open)
 		}
+		if err := s.coolDownAcrossChanges(ctx, tx, user.ID, now); err != nil {
+			return err
+		}
 		if open != nil {
 			// Superseded first: the store allows one open change per user.
 			// Should the new change fail below, the rollback restores it.
@@ -80,21 +83,48 @@ func (s *Service) RequestChange(ctx context.Context, id userphone.Identity, rawN
 // resend sends the current step's message again, once the cool-down since
 // the last one has passed.
 func (s *Service) resend(c *userphone.PhoneChange, user userphone.User, now time.Time, out *outbox) error {
-	if c.LastSentAt != nil {
-		if wait := c.LastSentAt.Add(s.cfg.ResendCooldown).Sub(now); wait > 0 {
-			secs := int(math.Ceil(wait.Seconds()))
-			return &userphone.Error{
-				Code:       userphone.CodeRateLimited,
-				Detail:     "A message for this change was sent moments ago; try again in " + itoa(secs) + " seconds.",
-				RetryAfter: time.Duration(secs) * time.Second,
-			}
-		}
+	if err := s.coolDown(c, now); err != nil {
+		return err
 	}
 	c.UpdatedAt = now
 	if c.Status == userphone.StatusAwaitingEmailConfirmation {
 		return s.issueEmail(c, user, now, out)
 	}
 	return s.issueCode(c, user, now, out)
+}
+
+// coolDown refuses a message for c while its last one is fresher than the
+// cool-down.
+func (s *Service) coolDown(c *userphone.PhoneChange, now time.Time) error {
+	if c == nil || c.LastSentAt == nil {
+		return nil
+	}
+	wait := c.LastSentAt.Add(s.cfg.ResendCooldown).Sub(now)
+	if wait <= 0 {
+		return nil
+	}
+	secs := int(math.Ceil(wait.Seconds()))
+	return &userphone.Error{
+		Code:       userphone.CodeRateLimited,
+		Detail:     "A message for this phone number change was sent moments ago; try again in " + itoa(secs) + " seconds.",
+		RetryAfter: time.Duration(secs) * time.Second,
+	}
+}
+
+// coolDownAcrossChanges applies the cool-down to a new change too, when the
+// user's last change was left open or cancelled: otherwise alternating two
+// numbers, or starting over after too many wrong codes, would send an SMS
+// per request. A verified or expired change ended normally and does not
+// hold up the next one.
+func (s *Service) coolDownAcrossChanges(ctx context.Context, tx userphone.Tx, userID string, now time.Time) error {
+	latest, err := tx.LatestChange(ctx, userID)
+	if err != nil || latest == nil {
+		return err
+	}
+	if latest.Status.Open() || latest.Status == userphone.StatusCancelled {
+		return s.coolDown(latest, now)
+	}
+	return nil
 }
 
 // Check returns the user's phone; found is false when they have neither a

@@ -61,17 +61,16 @@ func (s *Service) Confirm(ctx context.Context, token string) (Confirmation, erro
 			return err
 		}
 		// Lock order is user, then change: lock the user, then read the
-		// change again under that lock.
+		// change again, as a PUT may have cancelled it or replaced its link
+		// since the first read.
 		user, _, err := tx.LockUser(ctx, found.UserID)
 		if err != nil {
 			return err
 		}
-		c, err := tx.OpenChange(ctx, user.ID)
-		if err != nil {
+		c, err := tx.ChangeByEmailToken(ctx, s.tokenHash(token))
+		if err != nil || c == nil {
+			conf = Confirmation{State: LinkUnknown}
 			return err
-		}
-		if c == nil || c.ID != found.ID {
-			c = found
 		}
 		if conf, err = describe(ctx, tx, c, now); err != nil || conf.State != LinkValid {
 			if conf.State == LinkExpired && c.Status.Open() {

@@ -76,8 +76,13 @@ func (s *Service) wrongCode(c *userphone.PhoneChange, now time.Time) error {
 	left := s.cfg.MaxCodeAttempts - c.Attempts
 	if left <= 0 {
 		c.Close(userphone.StatusCancelled, userphone.CancelTooManyAttempts, now)
-		return userphone.Errorf(userphone.CodeTooManyAttempts,
+		e := userphone.Errorf(userphone.CodeTooManyAttempts,
 			"The code was wrong too often, so the change is cancelled; ask for the number again to get a new code.")
+		// A new change must wait out the cool-down since the last SMS.
+		if c.LastSentAt != nil {
+			e.RetryAfter = max(0, c.LastSentAt.Add(s.cfg.ResendCooldown).Sub(now))
+		}
+		return e
 	}
 	return &userphone.Error{
 		Code:              userphone.CodeInvalidCode,

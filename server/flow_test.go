@@ -198,7 +198,14 @@ func TestAnotherNumberSupersedesThePendingChange(t *testing.T) {
 		tok := h.token("frank", "frank@example.com")
 		h.put(tok, numberA)
 		codeA := h.code(numberA)
+		// Switching numbers at once would let anyone send an SMS per request.
 		r := h.put(tok, numberB)
+		wantError(t, 429, r.StatusCode(), r.Body, userphone.CodeRateLimited)
+		if len(h.messagesTo(numberB)) != 0 {
+			t.Fatal("an SMS went out during the cool-down")
+		}
+		h.clock.Advance(time.Minute)
+		r = h.put(tok, numberB)
 		if r.StatusCode() != http.StatusCreated || r.ApplicationvndApiJSON201.Data.Attributes.PendingChange.PhoneNumber != numberB {
 			t.Fatalf("PUT B: %d %s", r.StatusCode(), r.Body)
 		}
@@ -227,9 +234,12 @@ func TestWrongCodesCountDownThenCancel(t *testing.T) {
 		}
 		v := h.verify(tok, wrong)
 		wantError(t, 429, v.StatusCode(), v.Body, userphone.CodeTooManyAttempts)
-		if v.HTTPResponse.Header.Get("Retry-After") == "" {
-			t.Fatal("429 without Retry-After")
+		if got := v.HTTPResponse.Header.Get("Retry-After"); got != "60" {
+			t.Fatalf("Retry-After = %q, want the cool-down of 60 s", got)
 		}
+		// Starting over at once would give a fresh set of guesses: it waits.
+		r := h.put(tok, numberA)
+		wantError(t, 429, r.StatusCode(), r.Body, userphone.CodeRateLimited)
 		// The change is gone: even the right code no longer works.
 		v = h.verify(tok, h.code(numberA))
 		wantError(t, 404, v.StatusCode(), v.Body, userphone.CodeNoPendingVerification)

@@ -46,6 +46,7 @@ func TestBadRequestsAreRefusedAndChangeNothing(t *testing.T) {
 			{"unknown member is fine but a wrong one is not", "PUT", verify, "application/json", `{"code":123456}`, 400, userphone.CodeInvalidRequest, "/code"},
 			{"verify body not JSON", "PUT", verify, "application/json", `code=123456`, 400, userphone.CodeInvalidRequest, ""},
 			{"body too large", "PUT", verify, "application/json", `{"code":"123456","pad":"` + strings.Repeat("x", 20<<10) + `"}`, 400, userphone.CodeInvalidRequest, ""},
+			{"trailing data after the JSON", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{"phoneNumber":"+4915112345670"}}} xyz`, 400, userphone.CodeInvalidRequest, ""},
 			{"landline", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{"phoneNumber":"+49 30 12345678"}}}`, 422, userphone.CodeInvalidPhoneNumber, "/data/attributes/phoneNumber"},
 			{"invalid number", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{"phoneNumber":"+49 170 888 999 000"}}}`, 422, userphone.CodeInvalidPhoneNumber, "/data/attributes/phoneNumber"},
 			{"national format", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{"phoneNumber":"0151 12345678"}}}`, 422, userphone.CodeInvalidPhoneNumber, "/data/attributes/phoneNumber"},
@@ -57,6 +58,9 @@ func TestBadRequestsAreRefusedAndChangeNothing(t *testing.T) {
 			t.Run(c.name, func(t *testing.T) {
 				resp, body := h.raw(c.method, c.path, c.contentType, c.body, "Authorization", auth)
 				e := wantError(t, c.status, resp.StatusCode, body, c.code)
+				if c.name == "body too large" && !strings.Contains(deref(e.Detail), "larger than") {
+					t.Errorf("detail %q does not say the body is too large", deref(e.Detail))
+				}
 				if got := pointerOf(e); got != c.pointer {
 					t.Errorf("source.pointer = %q, want %q (detail %q)", got, c.pointer, deref(e.Detail))
 				}
@@ -156,6 +160,9 @@ func TestRoutesOutsideTheAPI(t *testing.T) {
 			resp, body := h.raw("GET", path, "", "")
 			if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
 				t.Errorf("GET %s: %d %s", path, resp.StatusCode, body)
+			}
+			if resp, _ := h.raw("HEAD", path, "", ""); resp.StatusCode != 200 {
+				t.Errorf("HEAD %s: %d", path, resp.StatusCode)
 			}
 		}
 		// A caller's request id is kept and returned in errors; a forged one is replaced.

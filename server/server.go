@@ -51,9 +51,15 @@ func New(cfg Config) (http.Handler, error) {
 	engine.NoRoute(notFound)
 	engine.NoMethod(methodNotAllowed)
 
-	engine.GET("/health/live", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "live"}) })
-	engine.GET("/health/ready", ready(cfg.Ready))
-	engine.GET("/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", openapi.Spec) })
+	// Probes and tools may use HEAD as well as GET.
+	for path, h := range map[string]gin.HandlerFunc{
+		"/health/live":  func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "live"}) },
+		"/health/ready": ready(cfg.Ready),
+		"/openapi.yaml": func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", openapi.Spec) },
+	} {
+		engine.GET(path, h)
+		engine.HEAD(path, h)
+	}
 
 	v, err := newValidator(BasePath, cfg.Verifier)
 	if err != nil {

@@ -41,6 +41,7 @@ type changeRow struct {
 	UpdatedAt      time.Time
 	ExpiresAt      time.Time
 	ClosedAt       *time.Time
+	Version        int
 }
 
 func (changeRow) TableName() string { return "phone_changes" }

@@ -59,9 +59,9 @@ type Store struct {
 
 var _ userphone.Store = (*Store)(nil)
 
-// Open connects to the configured database. It does not migrate; call
-// Migrate. A PostgreSQL server that is down does not fail Open, so the
-// service can start and report itself not ready until the database answers.
+// Open sets up the connection pool for the configured database without
+// connecting; Ping tells whether the database answers, and Migrate brings
+// its schema up to date.
 func Open(cfg Config) (*Store, error) {
 	log := cfg.Logger
 	if log == nil {
@@ -73,8 +73,8 @@ func Open(cfg Config) (*Store, error) {
 		NowFunc:        func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) },
 		// Every write happens inside an explicit transaction of ours.
 		SkipDefaultTransaction: true,
-		// A database that is down at start must not stop the process: it
-		// starts, reports not ready, and answers 503 until the database is back.
+		// Open only sets up the pool; the caller pings with a timeout and a
+		// sentence of its own, and tests can open a store on a dead address.
 		DisableAutomaticPing: true,
 	}
 	s := &Store{log: log}
@@ -202,9 +202,19 @@ func (s *Store) InTx(ctx context.Context, fn func(userphone.Tx) error) error {
 	return translate(err)
 }
 
-// Read runs fn on the pool without a transaction or locks.
+// Read runs fn in a read-only transaction, so that its reads see one
+// snapshot: a verify that commits between two reads cannot make a user look
+// as if they had no number at all. On SQLite a read-only transaction is a
+// deferred one, which takes no write lock.
 func (s *Store) Read(ctx context.Context, fn func(userphone.Tx) error) error {
-	return translate(fn(&tx{db: s.db.WithContext(ctx), dialect: s.dialect}))
+	opts := &sql.TxOptions{ReadOnly: true}
+	if s.dialect == Postgres {
+		opts.Isolation = sql.LevelRepeatableRead
+	}
+	err := s.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
+		return fn(&tx{db: db, dialect: s.dialect})
+	}, opts)
+	return translate(err)
 }
 
 // translate maps driver errors onto the domain's sentinel errors, and

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"gorm.io/gorm"
@@ -16,9 +17,11 @@ import (
 type tx struct {
 	db      *gorm.DB
 	dialect Dialect
-	// locking is false for Store.Read, where a row lock would only last
-	// the one statement and buy nothing.
+	// locking is false for Store.Read, which must not write.
 	locking bool
+	// versions remembers the version of each change this transaction read
+	// or wrote, so SaveChange can refuse to overwrite a newer one.
+	versions map[string]int
 }
 
 // forUpdate locks the selected rows on PostgreSQL. SQLite needs no row
@@ -90,24 +93,46 @@ func (t *tx) findChange(q *gorm.DB) (*userphone.PhoneChange, error) {
 	if err != nil {
 		return nil, err
 	}
+	t.remember(row.ID, row.Version)
 	return row.domain(), nil
+}
+
+func (t *tx) remember(id string, version int) {
+	if t.versions == nil {
+		t.versions = map[string]int{}
+	}
+	t.versions[id] = version
 }
 
 func (t *tx) InsertChange(ctx context.Context, c *userphone.PhoneChange) error {
 	row := changeRowOf(c)
-	return t.db.WithContext(ctx).Create(&row).Error
+	if err := t.db.WithContext(ctx).Create(&row).Error; err != nil {
+		return err
+	}
+	t.remember(row.ID, row.Version)
+	return nil
 }
 
+// SaveChange writes c only if nobody changed it since this transaction read
+// it; otherwise it returns userphone.ErrConflict and the caller runs the
+// transaction again on fresh data.
 func (t *tx) SaveChange(ctx context.Context, c *userphone.PhoneChange) error {
+	read, ok := t.versions[c.ID]
+	if !ok {
+		return errors.New("save phone change " + c.ID + ": it was not read in this transaction")
+	}
 	row := changeRowOf(c)
+	row.Version = read + 1
 	// Select("*") writes zero values too, e.g. a cleared code hash.
-	res := t.db.WithContext(ctx).Model(&row).Select("*").Omit("id", "user_id", "created_at").Updates(&row)
+	res := t.db.WithContext(ctx).Model(&changeRow{}).Where("id = ? AND version = ?", c.ID, read).
+		Select("*").Omit("id", "user_id", "created_at").Updates(&row)
 	if res.Error != nil {
 		return res.Error
 	}
 	if res.RowsAffected != 1 {
-		return errors.New("save phone change: no row with id " + c.ID)
+		return fmt.Errorf("%w: phone change %s changed since it was read", userphone.ErrConflict, c.ID)
 	}
+	t.remember(c.ID, row.Version)
 	return nil
 }
 
@@ -143,7 +168,7 @@ func (t *tx) ExpireDue(ctx context.Context, now time.Time) (int64, error) {
 		Where("status IN ? AND expires_at <= ?", userphone.OpenStatuses, now).
 		Updates(map[string]any{
 			"status": string(userphone.StatusExpired), "closed_at": now, "updated_at": now,
-			"code_hash": nil,
+			"code_hash": nil, "version": gorm.Expr("version + 1"),
 		})
 	return res.RowsAffected, res.Error
 }

@@ -25,8 +25,8 @@ type PageKind int
 const (
 	PageConfirm     PageKind = iota // shows the masked pending number and a form with a Confirm button that POSTs the token
 	PageConfirmed                   // the change is confirmed, an SMS with a code is on its way: enter it in the app
-	PageUnknownLink                 // the link is unknown or malformed
-	PageUsedLink                    // the link was used already or replaced by a newer e-mail, or the change was cancelled
+	PageUnknownLink                 // the link is unknown or malformed, or a newer e-mail replaced it
+	PageUsedLink                    // the change was verified or cancelled
 	PageExpiredLink                 // the change has expired; start again in the app
 )
 

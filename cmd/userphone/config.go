@@ -70,12 +70,17 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.PublicURL == "" {
 		c.PublicURL = "http://" + loopbackFor(c.Addr)
 	}
-	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 		return c, &settingError{"USERPHONE_PUBLIC_URL", fmt.Sprintf("%q is not an http(s) base URL; use e.g. https://api.example.com", c.PublicURL)}
 	}
 	c.PublicURL = strings.TrimSuffix(c.PublicURL, "/")
 	if c.OIDCIssuer != "" || c.OIDCAudience != "" {
-		return c, &settingError{"USERPHONE_OIDC_ISSUER", "sign-in through an OIDC issuer is not supported by this version yet; unset USERPHONE_OIDC_ISSUER and USERPHONE_OIDC_AUDIENCE to run in dev mode"}
+		name := "USERPHONE_OIDC_ISSUER"
+		if c.OIDCIssuer == "" {
+			name = "USERPHONE_OIDC_AUDIENCE"
+		}
+		return c, &settingError{name, "sign-in through an OIDC issuer is not supported by this version yet; unset USERPHONE_OIDC_ISSUER and USERPHONE_OIDC_AUDIENCE to run in dev mode"}
 	}
 	return c, nil
 }

@@ -30,7 +30,10 @@ CREATE TABLE phone_changes (
     created_at       TIMESTAMPTZ NOT NULL,
     updated_at       TIMESTAMPTZ NOT NULL,
     expires_at       TIMESTAMPTZ NOT NULL,
-    closed_at        TIMESTAMPTZ
+    closed_at        TIMESTAMPTZ,
+    -- version guards every update: a write based on a stale read fails
+    -- instead of undoing a concurrent change (e.g. the expiry sweep).
+    version          INTEGER NOT NULL DEFAULT 0
 );
 
 -- At most one open change per user: two concurrent first requests cannot

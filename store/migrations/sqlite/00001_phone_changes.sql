@@ -30,7 +30,10 @@ CREATE TABLE phone_changes (
     created_at       DATETIME NOT NULL,
     updated_at       DATETIME NOT NULL,
     expires_at       DATETIME NOT NULL,
-    closed_at        DATETIME
+    closed_at        DATETIME,
+    -- version guards every update: a write based on a stale read fails
+    -- instead of undoing a concurrent change (e.g. the expiry sweep).
+    version          INTEGER NOT NULL DEFAULT 0
 );
 
 -- At most one open change per user: two concurrent first requests cannot

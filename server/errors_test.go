@@ -1,0 +1,43 @@
+package server
+
+import (
+	"regexp"
+	"strconv"
+	"testing"
+
+	"github.com/pace/userphone"
+	"github.com/pace/userphone/gen/api"
+)
+
+// The spec documents the code → status table that clients rely on; the
+// server's one mapping must say the same, code by code.
+func TestErrorStatusesMatchTheSpec(t *testing.T) {
+	doc, err := api.GetSwagger()
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema := doc.Components.Schemas["ErrorCode"].Value
+	rows := regexp.MustCompile(`(?m)^\| ([a-z-]+) \| (\d{3}) \|`).FindAllStringSubmatch(schema.Description, -1)
+	documented := map[userphone.ErrorCode]int{}
+	for _, r := range rows {
+		status, _ := strconv.Atoi(r[2])
+		documented[userphone.ErrorCode(r[1])] = status
+	}
+	if len(documented) != len(schema.Enum) {
+		t.Fatalf("the table has %d codes, the enum %d", len(documented), len(schema.Enum))
+	}
+	for _, v := range schema.Enum {
+		code := userphone.ErrorCode(v.(string))
+		kind, ok := errorKinds[code]
+		if !ok {
+			t.Errorf("%s is in the spec but has no status in errorKinds", code)
+			continue
+		}
+		if kind.status != documented[code] {
+			t.Errorf("%s: server answers %d, spec says %d", code, kind.status, documented[code])
+		}
+	}
+	if len(errorKinds) != len(schema.Enum) {
+		t.Errorf("errorKinds has %d codes, the spec %d", len(errorKinds), len(schema.Enum))
+	}
+}
