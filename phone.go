@@ -136,8 +136,11 @@ type Store interface {
 	Ping(ctx context.Context) error
 }
 
-// Tx is what one transaction can do. Lock order is always the user row
-// first, then their changes, so per-user requests apply one at a time.
+// Tx is what one transaction can do. Lock order is the user row first,
+// then their changes, so one user's requests apply one at a time. Moving a
+// verified number also locks the previous owner's row; two users swapping
+// numbers at the same moment can deadlock on PostgreSQL, which breaks the
+// deadlock, and the loser's transaction runs again (ErrConflict).
 type Tx interface {
 	// UpsertUser remembers the identity's e-mail and locale (keeping the old
 	// ones when the token lacks them) and locks the user's row.
