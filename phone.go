@@ -41,6 +41,8 @@ type Identity struct {
 	// LinkedIdentities names the identity providers the user has linked,
 	// from the token's linked-identity claim.
 	LinkedIdentities []string
+	// Expiry is when the token stops being valid (its exp claim).
+	Expiry time.Time
 }
 
 // User is a user as the service remembers them.

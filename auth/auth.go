@@ -334,6 +334,7 @@ func checkClaims(tok jwt.Token, p Policy, clock func() time.Time) (userphone.Ide
 		Subject: sub,
 		Email:   stringClaim(tok, "email"),
 		Locale:  stringClaim(tok, "locale"),
+		Expiry:  exp,
 	}
 	if id.Locale == "" {
 		id.Locale = stringClaim(tok, "preferred_language")

@@ -1,6 +1,7 @@
 package auth_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -49,6 +50,19 @@ func BenchmarkVerifyDev(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := v.Verify(b.Context(), raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkVerifyCached(b *testing.B) {
+	iss := authtest.NewIssuer(b)
+	v := auth.Cached(iss.Verifier(b), 0, 0, nil)
+	token := iss.Token(b, nil)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := v.Verify(ctx, token); err != nil {
 			b.Fatal(err)
 		}
 	}

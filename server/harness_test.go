@@ -77,6 +77,10 @@ type options struct {
 	cfg         store.Config
 	clk         *clock
 	skipMigrate bool
+	// verifier replaces the dev key's verifier, e.g. with an OIDC issuer's.
+	verifier auth.Verifier
+	// ready is checked by /health/ready besides the database.
+	ready func() error
 }
 
 // forEachDialect runs fn against a fresh service on every dialect.
@@ -120,7 +124,18 @@ func newHarness(t *testing.T, o options) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	handler, err := server.New(server.Config{Flow: svc, Verifier: keys.Verifier(auth.Policy{}, log, nil), Log: log, Ready: st.Ping})
+	verifier := o.verifier
+	if verifier == nil {
+		verifier = keys.Verifier(auth.Policy{}, log, nil)
+	}
+	handler, err := server.New(server.Config{Flow: svc, Verifier: verifier, Log: log, Ready: func(ctx context.Context) error {
+		if o.ready != nil {
+			if err := o.ready(); err != nil {
+				return err
+			}
+		}
+		return st.Ping(ctx)
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}

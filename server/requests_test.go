@@ -106,9 +106,13 @@ func TestTokensAndScopesAreEnforced(t *testing.T) {
 		if got := resp.Header.Get("WWW-Authenticate"); got != `Bearer realm="userphone"` {
 			t.Errorf("WWW-Authenticate without a token = %q", got)
 		}
+		resp, body = h.raw("GET", path, "", "", "Authorization", "Basic YWxpY2U6c2VjcmV0")
+		wantError(t, 401, resp.StatusCode, body, userphone.CodeUnauthorized)
+		if got := resp.Header.Get("WWW-Authenticate"); got != `Bearer realm="userphone"` {
+			t.Errorf("WWW-Authenticate for another scheme = %q", got)
+		}
 		for name, header := range map[string]string{
 			"garbage":       "Bearer not-a-token",
-			"basic scheme":  "Basic YWxpY2U6c2VjcmV0",
 			"foreign token": "Bearer " + foreignToken(t),
 		} {
 			resp, body := h.raw("GET", path, "", "", "Authorization", header)

@@ -104,9 +104,14 @@ func (v *validator) authenticate(c *gin.Context, scopes []string) (userphone.Ide
 	raw, present := bearerToken(c.GetHeader("Authorization"))
 	id, err := v.verifier.Verify(c.Request.Context(), raw)
 	if err != nil {
-		if present {
+		// RFC 6750: a 401 names the scheme, and says invalid_token only when
+		// a token came. Other failures (503 while the issuer's keys load)
+		// are no challenge.
+		switch code := userphone.ErrorCodeOf(err); {
+		case code != userphone.CodeUnauthorized && code != userphone.CodeMissingLinkedIdentity:
+		case present:
 			c.Header("WWW-Authenticate", `Bearer realm="userphone", error="invalid_token"`)
-		} else {
+		default:
 			c.Header("WWW-Authenticate", `Bearer realm="userphone"`)
 		}
 		return userphone.Identity{}, err
@@ -122,13 +127,15 @@ func (v *validator) authenticate(c *gin.Context, scopes []string) (userphone.Ide
 }
 
 // bearerToken extracts the token of an RFC 6750 Authorization header; the
-// scheme is case-insensitive.
+// scheme is case-insensitive. Another scheme (Basic, say) counts as no
+// bearer token at all.
 func bearerToken(header string) (token string, present bool) {
 	scheme, token, ok := strings.Cut(strings.TrimSpace(header), " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", header != ""
+		return "", false
 	}
-	return strings.TrimSpace(token), true
+	token = strings.TrimSpace(token)
+	return token, token != ""
 }
 
 // requestError explains a kin-openapi validation failure as a JSON:API

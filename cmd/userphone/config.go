@@ -25,9 +25,13 @@ type config struct {
 	Secret          []byte // nil: generated and kept in DataDir
 	OIDCIssuer      string
 	OIDCAudience    string
-	ShutdownTimeout time.Duration
-	LogLevel        slog.Level
-	LogFormat       string
+	// RequiredLinkedIdentity names an identity provider every token must
+	// list in LinkedIdentityClaim; empty turns the check off.
+	RequiredLinkedIdentity string
+	LinkedIdentityClaim    string
+	ShutdownTimeout        time.Duration
+	LogLevel               slog.Level
+	LogFormat              string
 }
 
 // settingError names the variable at fault; main prints it on one line and
@@ -41,17 +45,19 @@ func (e *settingError) Error() string { return e.name + ": " + e.problem }
 func loadConfig(getenv func(string) string) (config, error) {
 	r := reader{getenv: getenv}
 	c := config{
-		Addr:            r.str("USERPHONE_ADDR", "127.0.0.1:8080"),
-		DataDir:         r.str("USERPHONE_DATA_DIR", "./data"),
-		DatabaseURL:     r.str("USERPHONE_DATABASE_URL", ""),
-		PublicURL:       r.str("USERPHONE_PUBLIC_URL", ""),
-		ProcessTTL:      r.duration("USERPHONE_PROCESS_TTL", 24*time.Hour, time.Minute, 30*24*time.Hour),
-		ResendCooldown:  r.duration("USERPHONE_RESEND_COOLDOWN", 60*time.Second, 0, time.Hour),
-		MaxCodeAttempts: r.integer("USERPHONE_MAX_CODE_ATTEMPTS", 5, 1, 20),
-		OIDCIssuer:      r.str("USERPHONE_OIDC_ISSUER", ""),
-		OIDCAudience:    r.str("USERPHONE_OIDC_AUDIENCE", ""),
-		ShutdownTimeout: r.duration("USERPHONE_SHUTDOWN_TIMEOUT", 15*time.Second, 0, 10*time.Minute),
-		LogFormat:       r.oneOf("USERPHONE_LOG_FORMAT", "text", "text", "json"),
+		Addr:                   r.str("USERPHONE_ADDR", "127.0.0.1:8080"),
+		DataDir:                r.str("USERPHONE_DATA_DIR", "./data"),
+		DatabaseURL:            r.str("USERPHONE_DATABASE_URL", ""),
+		PublicURL:              r.str("USERPHONE_PUBLIC_URL", ""),
+		ProcessTTL:             r.duration("USERPHONE_PROCESS_TTL", 24*time.Hour, time.Minute, 30*24*time.Hour),
+		ResendCooldown:         r.duration("USERPHONE_RESEND_COOLDOWN", 60*time.Second, 0, time.Hour),
+		MaxCodeAttempts:        r.integer("USERPHONE_MAX_CODE_ATTEMPTS", 5, 1, 20),
+		OIDCIssuer:             r.str("USERPHONE_OIDC_ISSUER", ""),
+		OIDCAudience:           r.str("USERPHONE_OIDC_AUDIENCE", ""),
+		RequiredLinkedIdentity: r.str("USERPHONE_REQUIRED_LINKED_IDENTITY", ""),
+		LinkedIdentityClaim:    r.str("USERPHONE_LINKED_IDENTITY_CLAIM", "linked_identities"),
+		ShutdownTimeout:        r.duration("USERPHONE_SHUTDOWN_TIMEOUT", 15*time.Second, 0, 10*time.Minute),
+		LogFormat:              r.oneOf("USERPHONE_LOG_FORMAT", "text", "text", "json"),
 	}
 	c.LogLevel = r.level("USERPHONE_LOG_LEVEL")
 	c.Secret = r.secret("USERPHONE_SECRET")
@@ -75,14 +81,35 @@ func loadConfig(getenv func(string) string) (config, error) {
 		return c, &settingError{"USERPHONE_PUBLIC_URL", fmt.Sprintf("%q is not an http(s) base URL; use e.g. https://api.example.com", c.PublicURL)}
 	}
 	c.PublicURL = strings.TrimSuffix(c.PublicURL, "/")
-	if c.OIDCIssuer != "" || c.OIDCAudience != "" {
-		name := "USERPHONE_OIDC_ISSUER"
-		if c.OIDCIssuer == "" {
-			name = "USERPHONE_OIDC_AUDIENCE"
-		}
-		return c, &settingError{name, "sign-in through an OIDC issuer is not supported by this version yet; unset USERPHONE_OIDC_ISSUER and USERPHONE_OIDC_AUDIENCE to run in dev mode"}
+	if err := checkOIDC(c.OIDCIssuer, c.OIDCAudience); err != nil {
+		return c, err
 	}
 	return c, nil
+}
+
+// checkOIDC accepts an https issuer, or plain http only on a loopback
+// address (a test issuer on this machine): tokens' keys must not travel
+// unprotected.
+func checkOIDC(issuer, audience string) error {
+	switch {
+	case issuer == "" && audience == "":
+		return nil // dev mode
+	case issuer == "":
+		return &settingError{"USERPHONE_OIDC_ISSUER", "must be set when USERPHONE_OIDC_AUDIENCE is; unset both for dev mode"}
+	case audience == "":
+		return &settingError{"USERPHONE_OIDC_AUDIENCE", "must be set when USERPHONE_OIDC_ISSUER is: name the audience (client id) that tokens carry in aud"}
+	}
+	u, err := url.Parse(issuer)
+	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return &settingError{"USERPHONE_OIDC_ISSUER", fmt.Sprintf("%q is not an issuer URL; use e.g. https://id.example.com/realms/pace", issuer)}
+	}
+	if u.Scheme == "https" {
+		return nil
+	}
+	if ip := net.ParseIP(u.Hostname()); u.Scheme == "http" && (u.Hostname() == "localhost" || (ip != nil && ip.IsLoopback())) {
+		return nil
+	}
+	return &settingError{"USERPHONE_OIDC_ISSUER", fmt.Sprintf("%q must use https (plain http only on a loopback address)", issuer)}
 }
 
 // loopbackFor makes the default public URL reachable from this machine when

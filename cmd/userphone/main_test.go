@@ -32,7 +32,7 @@ func TestABadSettingStopsStartupWithOneLineNamingIt(t *testing.T) {
 		"USERPHONE_LOG_LEVEL":         "loud",
 		"USERPHONE_LOG_FORMAT":        "xml",
 		"USERPHONE_SHUTDOWN_TIMEOUT":  "forever",
-		"USERPHONE_OIDC_ISSUER":       "https://id.example.com",
+		"USERPHONE_OIDC_AUDIENCE":     "userphone", // without an issuer
 	} {
 		t.Run(name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -42,6 +42,20 @@ func TestABadSettingStopsStartupWithOneLineNamingIt(t *testing.T) {
 				t.Fatalf("exit %d, stderr %q; want 2 and one line naming %s", code, stderr.String(), name)
 			}
 		})
+	}
+}
+
+func TestOIDCSettingsAreChecked(t *testing.T) {
+	for name, vars := range map[string]map[string]string{
+		"USERPHONE_OIDC_AUDIENCE": {"USERPHONE_OIDC_ISSUER": "https://id.example.com/realms/pace"},
+		"USERPHONE_OIDC_ISSUER":   {"USERPHONE_OIDC_ISSUER": "http://id.example.com/realms/pace", "USERPHONE_OIDC_AUDIENCE": "userphone"},
+	} {
+		vars["USERPHONE_DATA_DIR"] = t.TempDir()
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), []string{"serve"}, env(vars), &stdout, &stderr)
+		if code != 2 || !strings.HasPrefix(stderr.String(), "userphone: "+name+":") || strings.Count(stderr.String(), "\n") != 1 {
+			t.Errorf("%v: exit %d, %q; want 2 and one line naming %s", vars, code, stderr.String(), name)
+		}
 	}
 }
 

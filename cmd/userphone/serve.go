@@ -35,12 +35,13 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	keys, err := auth.LoadOrCreateDevKeys(cfg.DataDir)
+	verifier, keysReady, err := newVerifier(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	log.Warn("running in dev mode: tokens are signed with the key in the data directory; " +
-		"mint one with `userphone token`. Configure an OIDC issuer for production.")
+	// A client sends one token with each request until it expires; checking
+	// its signature every time would be half the cost of a request.
+	verifier = auth.Cached(verifier, 0, 0, nil)
 	outbox := delivery.NewOutbox(filepath.Join(cfg.DataDir, "outbox.jsonl"), log)
 	log.Warn("no SMTP server or SMS provider configured: messages go to the dev outbox", "path", outbox.Path())
 
@@ -54,7 +55,12 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	handler, err := server.New(server.Config{Flow: svc, Verifier: keys.Verifier(auth.Policy{}, log, nil), Log: log, Ready: st.Ping})
+	handler, err := server.New(server.Config{Flow: svc, Verifier: verifier, Log: log, Ready: func(ctx context.Context) error {
+		if err := keysReady(); err != nil {
+			return err
+		}
+		return st.Ping(ctx)
+	}})
 	if err != nil {
 		return err
 	}
@@ -100,6 +106,35 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// newVerifier returns the token verifier: the OIDC issuer's when one is
+// configured (its keys load in the background, and keysReady reports when
+// they have), else the dev key's.
+func newVerifier(ctx context.Context, cfg config, log *slog.Logger) (v auth.Verifier, keysReady func() error, err error) {
+	policy := auth.Policy{
+		Issuer: cfg.OIDCIssuer, Audience: cfg.OIDCAudience,
+		RequiredLinkedIdentity: cfg.RequiredLinkedIdentity, LinkedIdentityClaim: cfg.LinkedIdentityClaim,
+	}
+	if cfg.OIDCIssuer == "" {
+		keys, err := auth.LoadOrCreateDevKeys(cfg.DataDir)
+		if err != nil {
+			return nil, nil, err
+		}
+		log.Warn("running in dev mode: tokens are signed with the key in the data directory; " +
+			"mint one with `userphone token`. Configure an OIDC issuer for production.")
+		return keys.Verifier(policy, log, nil), func() error { return nil }, nil
+	}
+	oidc, err := auth.NewOIDC(auth.OIDCConfig{Policy: policy, Log: log})
+	if err != nil {
+		return nil, nil, &settingError{"USERPHONE_OIDC_ISSUER", err.Error()}
+	}
+	// The keys load and refresh until the process ends; an issuer that is
+	// down at start-up leaves the service up but not ready.
+	go oidc.Run(context.WithoutCancel(ctx))
+	log.Info("tokens are verified against the OIDC issuer", "issuer", cfg.OIDCIssuer, "audience", cfg.OIDCAudience,
+		"required_linked_identity", cfg.RequiredLinkedIdentity)
+	return oidc, oidc.Ready, nil
 }
 
 func migrate(ctx context.Context, cfg config, log *slog.Logger) error {

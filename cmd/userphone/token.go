@@ -22,6 +22,7 @@ func token(cfg config, args []string, stdout, stderr io.Writer) error {
 	sub := fs.String("sub", "", "the user id (the token's sub); required")
 	email := fs.String("email", "", "the user's e-mail address, for the confirmation e-mail")
 	locale := fs.String("locale", "", "the user's locale, e.g. de or en")
+	linked := fs.String("linked-identity", "", "comma-separated linked identity providers, for USERPHONE_REQUIRED_LINKED_IDENTITY")
 	scope := fs.String("scope", strings.Join(auth.AllScopes, " "), "space-separated scopes")
 	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid")
 	if err := fs.Parse(args); err != nil {
@@ -29,6 +30,9 @@ func token(cfg config, args []string, stdout, stderr io.Writer) error {
 	}
 	if *sub == "" {
 		return fmt.Errorf("%w: --sub is required, e.g. userphone token --sub alice --email alice@example.com", errBadArgs)
+	}
+	if cfg.OIDCIssuer != "" {
+		return fmt.Errorf("%w: userphone token works only in dev mode; with USERPHONE_OIDC_ISSUER set, get tokens from the issuer", errBadArgs)
 	}
 	if *ttl <= 0 {
 		return fmt.Errorf("%w: --ttl must be positive, e.g. 1h", errBadArgs)
@@ -39,6 +43,7 @@ func token(cfg config, args []string, stdout, stderr io.Writer) error {
 	}
 	raw, err := keys.Mint(userphone.Identity{
 		Subject: *sub, Email: *email, Locale: *locale, Scopes: strings.Fields(*scope),
+		LinkedIdentities: strings.FieldsFunc(*linked, func(r rune) bool { return r == ',' }),
 	}, *ttl, time.Now())
 	if err != nil {
 		return err
