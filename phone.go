@@ -2,6 +2,7 @@ package userphone
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -30,6 +31,9 @@ const (
 	CancelSuperseded      = "superseded"
 	CancelAlreadyVerified = "number-already-verified"
 	CancelTooManyAttempts = "too-many-attempts"
+	// CancelDeliveryFailed prefixes the reason when a message could not be
+	// delivered: the provider refused it, or the attempts ran out.
+	CancelDeliveryFailed = "delivery-failed"
 )
 
 // Identity is what a bearer token says about its user.
@@ -119,15 +123,43 @@ type Message struct {
 	To      string
 	Subject string // e-mail only
 	Text    string
+	// HTML is the e-mail's HTML alternative to Text; empty for SMS.
+	HTML string
 	// Kind names the purpose, e.g. "confirm-change", for logs without content.
 	Kind string
+	// Lang is the language of the text, "de" or "en".
+	Lang string
+	// IdempotencyKey is the same for every attempt to send this message and
+	// differs from every other message's, so a provider or receiver that
+	// deduplicates delivers it once.
+	IdempotencyKey string
 }
 
 // Sender delivers messages. Implementations must not log a message's text,
-// which holds codes and links.
+// which holds codes and links. An error that retrying cannot fix (a number
+// that does not exist, an address the server rejects) is wrapped with
+// ErrPermanent; any other error is worth another try.
 type Sender interface {
 	Send(ctx context.Context, m Message) error
 }
+
+// Outgoing names a message to send without holding its content: the text,
+// with its code or link, is built when the message is sent, from the server
+// secret and the message's identity, so no secret ever sits in the queue.
+type Outgoing struct {
+	Kind string `json:"kind"`
+	// ChangeID and MessageNo name the message of a change: its MessageNo-th
+	// send. A newer send makes this one stale, and it is dropped.
+	ChangeID  string `json:"change_id"`
+	MessageNo int    `json:"message_no"`
+	// UserID and Number are set for the notice to a user whose verified
+	// Number moved to another account (ChangeID is that account's change).
+	UserID string `json:"user_id,omitempty"`
+	Number string `json:"number,omitempty"`
+}
+
+// ErrPermanent marks a delivery failure that no retry can fix.
+var ErrPermanent = errors.New("permanent delivery failure")
 
 // Store opens transactions over the service's state.
 type Store interface {
@@ -154,6 +186,8 @@ type Tx interface {
 	OpenChange(ctx context.Context, userID string) (*PhoneChange, error)
 	// LatestChange returns the user's newest change in any status, or nil.
 	LatestChange(ctx context.Context, userID string) (*PhoneChange, error)
+	// ChangeByID returns the change, or nil.
+	ChangeByID(ctx context.Context, id string) (*PhoneChange, error)
 	// ChangeByEmailToken returns the change whose current e-mail token has
 	// this hash, or nil. It takes no lock: lock the user, then re-read the
 	// change with OpenChange.
@@ -165,4 +199,6 @@ type Tx interface {
 	TakeVerifiedNumber(ctx context.Context, userID, number string, now time.Time) (previousOwners []User, err error)
 	// ExpireDue closes every open change whose time limit has passed.
 	ExpireDue(ctx context.Context, now time.Time) (int64, error)
+	// PurgeClosedBefore deletes changes that ended before t.
+	PurgeClosedBefore(ctx context.Context, t time.Time) (int64, error)
 }

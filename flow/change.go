@@ -19,7 +19,7 @@ func (s *Service) RequestChange(ctx context.Context, id userphone.Identity, rawN
 	if err != nil {
 		return userphone.Phone{}, false, err
 	}
-	err = s.inTx(ctx, func(tx userphone.Tx, now time.Time, out *outbox) error {
+	err = s.inTx(ctx, func(tx userphone.Tx, now time.Time) error {
 		user, err := tx.UpsertUser(ctx, id, now)
 		if err != nil {
 			return err
@@ -40,7 +40,7 @@ func (s *Service) RequestChange(ctx context.Context, id userphone.Identity, rawN
 			p, created = view(user, nil), false
 			return nil
 		case open != nil && open.PhoneNumber == number:
-			if err := s.resend(open, user, now, out); err != nil {
+			if err := s.resend(ctx, tx, open, user, now); err != nil {
 				return err
 			}
 			p, created = view(user, open), true
@@ -66,10 +66,10 @@ func (s *Service) RequestChange(ctx context.Context, id userphone.Identity, rawN
 			// Someone holding only a stolen token must not be able to move a
 			// verified account to their own phone: the owner's mailbox says yes.
 			c.Status = userphone.StatusAwaitingEmailConfirmation
-			err = s.issueEmail(c, user, now, out)
+			err = s.issueEmail(ctx, tx, c, user, now)
 		} else {
 			c.Status = userphone.StatusAwaitingCode
-			err = s.issueCode(c, user, now, out)
+			err = s.issueCode(ctx, tx, c, now)
 		}
 		if err != nil {
 			return err
@@ -82,15 +82,15 @@ func (s *Service) RequestChange(ctx context.Context, id userphone.Identity, rawN
 
 // resend sends the current step's message again, once the cool-down since
 // the last one has passed.
-func (s *Service) resend(c *userphone.PhoneChange, user userphone.User, now time.Time, out *outbox) error {
+func (s *Service) resend(ctx context.Context, tx userphone.Tx, c *userphone.PhoneChange, user userphone.User, now time.Time) error {
 	if err := s.coolDown(c, now); err != nil {
 		return err
 	}
 	c.UpdatedAt = now
 	if c.Status == userphone.StatusAwaitingEmailConfirmation {
-		return s.issueEmail(c, user, now, out)
+		return s.issueEmail(ctx, tx, c, user, now)
 	}
-	return s.issueCode(c, user, now, out)
+	return s.issueCode(ctx, tx, c, now)
 }
 
 // coolDown refuses a message for c while its last one is fresher than the

@@ -54,7 +54,7 @@ func (s *Service) LookUpConfirmation(ctx context.Context, token string) (Confirm
 // Confirm confirms the change that token stands for and sends the SMS.
 func (s *Service) Confirm(ctx context.Context, token string) (Confirmation, error) {
 	var conf Confirmation
-	err := s.inTx(ctx, func(tx userphone.Tx, now time.Time, out *outbox) error {
+	err := s.inTx(ctx, func(tx userphone.Tx, now time.Time) error {
 		found, err := tx.ChangeByEmailToken(ctx, s.tokenHash(token))
 		if err != nil || found == nil {
 			conf = Confirmation{State: LinkUnknown}
@@ -63,8 +63,7 @@ func (s *Service) Confirm(ctx context.Context, token string) (Confirmation, erro
 		// Lock order is user, then change: lock the user, then read the
 		// change again, as a PUT may have cancelled it or replaced its link
 		// since the first read.
-		user, _, err := tx.LockUser(ctx, found.UserID)
-		if err != nil {
+		if _, _, err := tx.LockUser(ctx, found.UserID); err != nil {
 			return err
 		}
 		c, err := tx.ChangeByEmailToken(ctx, s.tokenHash(token))
@@ -82,7 +81,7 @@ func (s *Service) Confirm(ctx context.Context, token string) (Confirmation, erro
 		}
 		c.Status = userphone.StatusAwaitingCode
 		c.UpdatedAt = now
-		if err := s.issueCode(c, user, now, out); err != nil {
+		if err := s.issueCode(ctx, tx, c, now); err != nil {
 			return err
 		}
 		conf.State = LinkConfirmed

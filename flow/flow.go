@@ -30,17 +30,24 @@ type Config struct {
 	ConfirmURL string
 }
 
-// Service runs the flow on a store and sends messages through a sender.
+// Queue takes messages to send in the transaction of the state change that
+// announces them, so a committed change never loses its message and a
+// rolled-back one never sends it.
+type Queue interface {
+	Enqueue(ctx context.Context, tx userphone.Tx, m userphone.Outgoing) error
+}
+
+// Service runs the flow on a store, and queues its messages.
 type Service struct {
-	store  userphone.Store
-	sender userphone.Sender
-	cfg    Config
-	log    *slog.Logger
-	now    func() time.Time
+	store userphone.Store
+	queue Queue
+	cfg   Config
+	log   *slog.Logger
+	now   func() time.Time
 }
 
 // New returns a Service. now may be nil for the wall clock.
-func New(store userphone.Store, sender userphone.Sender, cfg Config, log *slog.Logger, now func() time.Time) (*Service, error) {
+func New(store userphone.Store, queue Queue, cfg Config, log *slog.Logger, now func() time.Time) (*Service, error) {
 	if len(cfg.Secret) < 32 {
 		return nil, errors.New("flow: the secret must be at least 32 bytes")
 	}
@@ -53,61 +60,32 @@ func New(store userphone.Store, sender userphone.Sender, cfg Config, log *slog.L
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{store: store, sender: sender, cfg: cfg, log: log, now: now}, nil
+	return &Service{store: store, queue: queue, cfg: cfg, log: log, now: now}, nil
 }
 
-// conflictRetries bounds how often a transaction that lost a race on a
-// uniqueness rule is run again; a second run sees the winner's commit, so
-// more than a few means something else is wrong.
+// conflictRetries bounds how often a transaction that lost a race is run
+// again; a second run sees the winner's commit, so more than a few means
+// something else is wrong.
 const conflictRetries = 4
 
-// inTx runs fn in a transaction and then delivers the messages fn queued,
-// only once the state that they announce has committed.
-func (s *Service) inTx(ctx context.Context, fn func(tx userphone.Tx, now time.Time, out *outbox) error) error {
-	var out outbox
+// inTx runs fn in a transaction, again when it lost a race.
+func (s *Service) inTx(ctx context.Context, fn func(tx userphone.Tx, now time.Time) error) error {
 	var err error
 	for range conflictRetries {
-		out = outbox{}
 		err = s.store.InTx(ctx, func(tx userphone.Tx) error {
-			return fn(tx, s.clock(), &out)
+			return fn(tx, s.clock())
 		})
 		if !errors.Is(err, userphone.ErrConflict) {
 			break
 		}
 		// No error text in the log: a driver may quote the conflicting value.
-		s.log.Debug("transaction lost a race on a uniqueness rule; running it again")
+		s.log.Debug("transaction lost a race; running it again")
 	}
-	if err != nil {
-		return err
-	}
-	s.deliver(ctx, out.messages)
-	return nil
+	return err
 }
 
 // clock returns the time at the precision the store keeps.
 func (s *Service) clock() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
-
-type outbox struct{ messages []userphone.Message }
-
-func (o *outbox) add(m userphone.Message) { o.messages = append(o.messages, m) }
-
-// deliverTimeout bounds one message's delivery so that a slow provider
-// cannot hold a request open; the caller can ask for a resend.
-const deliverTimeout = 10 * time.Second
-
-func (s *Service) deliver(ctx context.Context, msgs []userphone.Message) {
-	// The state has committed: a client that hangs up must not stop the
-	// message that the committed state announces.
-	ctx = context.WithoutCancel(ctx)
-	for _, m := range msgs {
-		sctx, cancel := context.WithTimeout(ctx, deliverTimeout)
-		err := s.sender.Send(sctx, m)
-		cancel()
-		if err != nil {
-			s.log.Error("message delivery failed", "channel", m.Channel, "kind", m.Kind, "err", err)
-		}
-	}
-}
 
 // SweepExpired closes every change that has passed its time limit. Reads
 // treat such changes as expired anyway; the sweep keeps the table honest
@@ -122,26 +100,16 @@ func (s *Service) SweepExpired(ctx context.Context) (int64, error) {
 	return n, err
 }
 
-// RunSweeper sweeps every interval until ctx ends.
-func (s *Service) RunSweeper(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if n, err := s.SweepExpired(ctx); err != nil {
-				s.log.Warn("expiry sweep failed", "err", err)
-			} else if n > 0 {
-				s.log.Info("expired phone changes closed", "count", n)
-			}
-		}
-	}
+// Purge deletes changes that ended more than olderThan ago.
+func (s *Service) Purge(ctx context.Context, olderThan time.Duration) (int64, error) {
+	var n int64
+	err := s.store.InTx(ctx, func(tx userphone.Tx) error {
+		var err error
+		n, err = tx.PurgeClosedBefore(ctx, s.clock().Add(-olderThan))
+		return err
+	})
+	return n, err
 }
-
-// Ready reports whether the store answers.
-func (s *Service) Ready(ctx context.Context) error { return s.store.Ping(ctx) }
 
 // view builds the API's picture of a user's phone.
 func view(u userphone.User, open *userphone.PhoneChange) userphone.Phone {

@@ -1,6 +1,8 @@
 package flow
 
 import (
+	"context"
+	"encoding/hex"
 	"net/url"
 	"strconv"
 	"time"
@@ -17,50 +19,115 @@ const (
 	KindNumberRemoved = "number-removed"
 )
 
-// issueEmail gives c a new e-mail token, which voids the previous link, and
-// queues the confirmation e-mail.
-func (s *Service) issueEmail(c *userphone.PhoneChange, user userphone.User, now time.Time, out *outbox) error {
+// issueEmail gives c a new message number, and so a new e-mail token that
+// voids the previous link, and queues the confirmation e-mail.
+func (s *Service) issueEmail(ctx context.Context, tx userphone.Tx, c *userphone.PhoneChange, user userphone.User, now time.Time) error {
 	if user.Email == "" {
 		return userphone.Errorf(userphone.CodeEmailRequired,
 			"Changing a verified number needs a confirmation e-mail, but no e-mail address is known for this user; sign in with a token that carries the email claim.")
 	}
-	token, err := newToken()
-	if err != nil {
-		return err
-	}
-	c.EmailTokenHash = s.tokenHash(token)
-	s.markSent(c, now)
-	link := s.cfg.ConfirmURL + "?token=" + url.QueryEscape(token)
-	subject, text := templates.ConfirmChangeEmail(templates.Lang(user.Locale, ""), phone.Mask(c.PhoneNumber), link, c.ExpiresAt)
-	out.add(userphone.Message{Channel: userphone.ChannelEmail, To: user.Email, Subject: subject, Text: text, Kind: KindConfirmChange})
-	return nil
+	n := s.markSent(c, now)
+	c.EmailTokenHash = s.tokenHash(s.emailToken(c.ID, n))
+	return s.queue.Enqueue(ctx, tx, userphone.Outgoing{Kind: KindConfirmChange, ChangeID: c.ID, MessageNo: n})
 }
 
-// issueCode gives c a new code, which voids the previous one, and queues
-// the SMS.
-func (s *Service) issueCode(c *userphone.PhoneChange, user userphone.User, now time.Time, out *outbox) error {
-	code, err := newCode()
-	if err != nil {
-		return err
-	}
-	c.CodeHash = s.codeHash(c.ID, code)
-	s.markSent(c, now)
-	text := templates.CodeSMS(templates.Lang(user.Locale, ""), code)
-	out.add(userphone.Message{Channel: userphone.ChannelSMS, To: c.PhoneNumber, Text: text, Kind: KindCode})
-	return nil
+// issueCode gives c a new message number, and so a new code that voids the
+// previous one, and queues the SMS.
+func (s *Service) issueCode(ctx context.Context, tx userphone.Tx, c *userphone.PhoneChange, now time.Time) error {
+	n := s.markSent(c, now)
+	c.CodeHash = s.codeHash(c.ID, s.smsCode(c.ID, n))
+	return s.queue.Enqueue(ctx, tx, userphone.Outgoing{Kind: KindCode, ChangeID: c.ID, MessageNo: n})
 }
 
-func (s *Service) markSent(c *userphone.PhoneChange, now time.Time) {
+func (s *Service) markSent(c *userphone.PhoneChange, now time.Time) int {
 	c.Sends++
 	c.LastSentAt = &now
+	return c.Sends
 }
 
-func numberRemovedMessage(u userphone.User, number string) (userphone.Message, bool) {
-	if u.Email == "" {
-		return userphone.Message{}, false
+// Compose builds the message m names, at send time. It is current only
+// while its change still waits for exactly this message: a resend, the next
+// step, the change's end or its expiry make it stale, and a stale code must
+// never reach a phone.
+func (s *Service) Compose(ctx context.Context, m userphone.Outgoing) (msg userphone.Message, current bool, err error) {
+	now := s.clock()
+	err = s.store.Read(ctx, func(tx userphone.Tx) error {
+		switch m.Kind {
+		case KindNumberRemoved:
+			u, found, err := tx.GetUser(ctx, m.UserID)
+			if err != nil || !found || u.Email == "" {
+				return err
+			}
+			lang := templates.Lang(u.Locale, "")
+			subject, text := templates.NumberRemovedEmail(lang, phone.Mask(m.Number))
+			msg = userphone.Message{Channel: userphone.ChannelEmail, To: u.Email, Subject: subject, Text: text, Lang: lang}
+			current = true
+			return nil
+		case KindConfirmChange, KindCode:
+		default:
+			return nil // an unknown kind from a newer version: nothing to send
+		}
+		c, err := tx.ChangeByID(ctx, m.ChangeID)
+		if err != nil || c == nil || c.Sends != m.MessageNo || c.ExpiredAt(now) {
+			return err
+		}
+		u, _, err := tx.GetUser(ctx, c.UserID)
+		if err != nil {
+			return err
+		}
+		lang := templates.Lang(u.Locale, "")
+		switch {
+		case m.Kind == KindCode && c.Status == userphone.StatusAwaitingCode:
+			text := templates.CodeSMS(lang, s.smsCode(c.ID, m.MessageNo))
+			msg = userphone.Message{Channel: userphone.ChannelSMS, To: c.PhoneNumber, Text: text, Lang: lang}
+		case m.Kind == KindConfirmChange && c.Status == userphone.StatusAwaitingEmailConfirmation && u.Email != "":
+			link := s.cfg.ConfirmURL + "?token=" + url.QueryEscape(s.emailToken(c.ID, m.MessageNo))
+			subject, text := templates.ConfirmChangeEmail(lang, phone.Mask(c.PhoneNumber), link, c.ExpiresAt)
+			msg = userphone.Message{Channel: userphone.ChannelEmail, To: u.Email, Subject: subject, Text: text, Lang: lang}
+		default:
+			return nil
+		}
+		current = true
+		return nil
+	})
+	if err != nil || !current {
+		return userphone.Message{}, false, err
 	}
-	subject, text := templates.NumberRemovedEmail(templates.Lang(u.Locale, ""), phone.Mask(number))
-	return userphone.Message{Channel: userphone.ChannelEmail, To: u.Email, Subject: subject, Text: text, Kind: KindNumberRemoved}, true
+	msg.Kind = m.Kind
+	msg.IdempotencyKey = hex.EncodeToString(s.mac("idempotency", m.Kind, m.ChangeID, strconv.Itoa(m.MessageNo), m.UserID)[:16])
+	return msg, true, nil
+}
+
+// DeliveryFailed cancels the change that m belongs to, when m is still its
+// current message, so that the user can start over with a new PUT.
+func (s *Service) DeliveryFailed(ctx context.Context, m userphone.Outgoing, reason string) error {
+	if m.Kind == KindNumberRemoved {
+		return nil // a notice about the past; no change waits for it
+	}
+	var userID string
+	err := s.store.Read(ctx, func(tx userphone.Tx) error {
+		c, err := tx.ChangeByID(ctx, m.ChangeID)
+		if c != nil {
+			userID = c.UserID
+		}
+		return err
+	})
+	if err != nil || userID == "" {
+		return err
+	}
+	return s.inTx(ctx, func(tx userphone.Tx, now time.Time) error {
+		if _, _, err := tx.LockUser(ctx, userID); err != nil {
+			return err
+		}
+		c, err := tx.ChangeByID(ctx, m.ChangeID)
+		if err != nil || c == nil || !c.Status.Open() || c.Sends != m.MessageNo {
+			return err
+		}
+		c.Close(userphone.StatusCancelled, userphone.CancelDeliveryFailed+": "+reason, now)
+		c.UpdatedAt = now
+		s.log.Warn("phone change cancelled: its message could not be delivered", "change", c.ID, "kind", m.Kind, "reason", reason)
+		return tx.SaveChange(ctx, c)
+	})
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

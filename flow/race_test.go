@@ -3,12 +3,14 @@ package flow_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/pace/userphone"
 	"github.com/pace/userphone/flow"
+	"github.com/pace/userphone/jobs"
 	"github.com/pace/userphone/store"
 	"github.com/pace/userphone/store/storetest"
 )
@@ -43,6 +45,11 @@ type hookTx struct {
 	s *hookStore
 }
 
+// SQLTx passes the job queue through to the real transaction.
+func (t *hookTx) SQLTx() (*sql.Tx, bool) {
+	return t.Tx.(interface{ SQLTx() (*sql.Tx, bool) }).SQLTx()
+}
+
 func (t *hookTx) ChangeByEmailToken(ctx context.Context, h []byte) (*userphone.PhoneChange, error) {
 	c, err := t.Tx.ChangeByEmailToken(ctx, h)
 	t.s.fire("ChangeByEmailToken")
@@ -59,6 +66,8 @@ func (t *hookTx) GetUser(ctx context.Context, id string) (userphone.User, bool, 
 type recorder struct {
 	mu   sync.Mutex
 	sent []userphone.Message
+	// settle waits until the queue has delivered what it can.
+	settle func()
 }
 
 func (r *recorder) Send(_ context.Context, m userphone.Message) error {
@@ -69,6 +78,7 @@ func (r *recorder) Send(_ context.Context, m userphone.Message) error {
 }
 
 func (r *recorder) last(t *testing.T) userphone.Message {
+	r.settle()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.sent) == 0 {
@@ -77,15 +87,40 @@ func (r *recorder) last(t *testing.T) userphone.Message {
 	return r.sent[len(r.sent)-1]
 }
 
-func (r *recorder) count() int { r.mu.Lock(); defer r.mu.Unlock(); return len(r.sent) }
+func (r *recorder) count() int {
+	r.settle()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.sent)
+}
 
-func newService(t *testing.T, st userphone.Store, sent *recorder, now func() time.Time) *flow.Service {
-	svc, err := flow.New(st, sent, flow.Config{
+// newService runs the flow on st (base, possibly wrapped) with a real job
+// queue on base that delivers to sent.
+func newService(t *testing.T, base *store.Store, st userphone.Store, sent *recorder, now func() time.Time) *flow.Service {
+	queue, err := jobs.New(base, jobs.Config{Workers: 2, PollInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := queue.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := flow.New(st, queue, flow.Config{
 		ProcessTTL: 24 * time.Hour, ResendCooldown: time.Minute, MaxCodeAttempts: 5,
 		Secret: bytes.Repeat([]byte{1}, 32), ConfirmURL: "http://userphone.test/confirm",
 	}, nil, now)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if err := queue.Start(context.Background(), svc, sent); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { queue.Stop(context.Background()) })
+	sent.settle = func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := queue.WaitIdle(ctx); err != nil {
+			t.Fatalf("queue did not settle: %v", err)
+		}
 	}
 	return svc
 }
@@ -142,7 +177,7 @@ func TestConfirmDoesNotReviveAChangeCancelledInTheGap(t *testing.T) {
 	base := storetest.New(t, store.Postgres)
 	hooked := &hookStore{Store: base, method: "ChangeByEmailToken"}
 	sent := &recorder{}
-	svc := newService(t, hooked, sent, ticking())
+	svc := newService(t, base, hooked, sent, ticking())
 	alice, token := withVerifiedNumberAndPendingChange(t, svc, sent)
 	hooked.hook = func() {
 		// The user takes it back: PUT of their verified number cancels the change.
@@ -168,7 +203,7 @@ func TestConfirmRefusesALinkReplacedInTheGap(t *testing.T) {
 	base := storetest.New(t, store.Postgres)
 	hooked := &hookStore{Store: base, method: "ChangeByEmailToken"}
 	sent := &recorder{}
-	svc := newService(t, hooked, sent, ticking())
+	svc := newService(t, base, hooked, sent, ticking())
 	alice, token := withVerifiedNumberAndPendingChange(t, svc, sent)
 	hooked.hook = func() {
 		// A resend: a new link replaces the old one.
@@ -196,7 +231,7 @@ func TestCheckSeesOneSnapshot(t *testing.T) {
 			base := storetest.New(t, d)
 			hooked := &hookStore{Store: base, method: "GetUser"}
 			sent := &recorder{}
-			svc := newService(t, hooked, sent, ticking())
+			svc := newService(t, base, hooked, sent, ticking())
 			alice := userphone.Identity{Subject: "alice", Email: "alice@example.com"}
 			if _, _, err := svc.RequestChange(context.Background(), alice, numberA); err != nil {
 				t.Fatal(err)

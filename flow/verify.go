@@ -15,7 +15,7 @@ func (s *Service) Verify(ctx context.Context, id userphone.Identity, code string
 	// outcome is an error that must still commit the state that led to it:
 	// a counted wrong attempt, a cancellation, an expiry.
 	var outcome error
-	err := s.inTx(ctx, func(tx userphone.Tx, now time.Time, out *outbox) error {
+	err := s.inTx(ctx, func(tx userphone.Tx, now time.Time) error {
 		outcome = nil
 		user, err := tx.UpsertUser(ctx, id, now)
 		if err != nil {
@@ -50,10 +50,13 @@ func (s *Service) Verify(ctx context.Context, id userphone.Identity, code string
 			return err
 		}
 		for _, prev := range previous {
-			if m, ok := numberRemovedMessage(prev, c.PhoneNumber); ok {
-				out.add(m)
-			}
 			s.log.Info("verified number moved to another user", "change", c.ID)
+			err := s.queue.Enqueue(ctx, tx, userphone.Outgoing{
+				Kind: KindNumberRemoved, ChangeID: c.ID, UserID: prev.ID, Number: c.PhoneNumber,
+			})
+			if err != nil {
+				return err
+			}
 		}
 		user.PhoneNumber, user.PhoneVerifiedAt = c.PhoneNumber, &now
 		p = view(user, nil)

@@ -11,8 +11,8 @@ import (
 	"github.com/pace/userphone"
 	"github.com/pace/userphone/auth"
 	"github.com/pace/userphone/auth/authtest"
-	"github.com/pace/userphone/delivery"
 	"github.com/pace/userphone/flow"
+	"github.com/pace/userphone/jobs"
 	"github.com/pace/userphone/server"
 	"github.com/pace/userphone/store"
 	"github.com/pace/userphone/store/storetest"
@@ -46,7 +46,14 @@ func BenchmarkCheckUserPhone(b *testing.B) {
 func benchService(b *testing.B, d store.Dialect, signer string) (http.Handler, string) {
 	st := storetest.New(b, d)
 	dir := b.TempDir()
-	svc, err := flow.New(st, delivery.NewOutbox(dir+"/outbox.jsonl", nil), flow.Config{
+	queue, err := jobs.New(st, jobs.Config{}) // insert-only: a GET sends nothing
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := queue.Migrate(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	svc, err := flow.New(st, queue, flow.Config{
 		ProcessTTL: 24 * time.Hour, ResendCooldown: time.Minute, MaxCodeAttempts: 5,
 		Secret: bytes.Repeat([]byte{7}, 32), ConfirmURL: "http://userphone.test/confirm",
 	}, nil, nil)

@@ -126,11 +126,12 @@ func TestPutOfTheVerifiedNumberAnswers200AndCancelsThePendingChange(t *testing.T
 		tok := h.token("carol", "carol@example.com")
 		h.verifyNumber(tok, numberA)
 		h.put(tok, numberB)
+		link := h.linkToken("carol@example.com")
 		r := h.put(tok, numberA)
 		if r.StatusCode() != http.StatusOK || r.ApplicationvndApiJSON200.Data.Attributes.PendingChange != nil {
 			t.Fatalf("PUT of the verified number: %d %s", r.StatusCode(), r.Body)
 		}
-		if page := h.showConfirmation(h.linkToken("carol@example.com")); page.StatusCode() != http.StatusGone {
+		if page := h.showConfirmation(link); page.StatusCode() != http.StatusGone {
 			t.Fatalf("link of the cancelled change: %d, want 410", page.StatusCode())
 		}
 		if c := h.check(tok); c.ApplicationvndApiJSON200.Data.Attributes.PendingChange != nil {

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bufio"
+	"cmp"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -27,6 +28,7 @@ import (
 	"github.com/pace/userphone/delivery"
 	"github.com/pace/userphone/flow"
 	"github.com/pace/userphone/gen/api"
+	"github.com/pace/userphone/jobs"
 	"github.com/pace/userphone/server"
 	"github.com/pace/userphone/store"
 	"github.com/pace/userphone/store/storetest"
@@ -52,6 +54,9 @@ type harness struct {
 	outbox string
 	cfg    store.Config
 	logs   *testWriter
+	queue  *jobs.Queue
+	// stopOnce guards stop, which both restarts and cleanup call.
+	stopOnce sync.Once
 }
 
 type clock struct {
@@ -81,6 +86,10 @@ type options struct {
 	verifier auth.Verifier
 	// ready is checked by /health/ready besides the database.
 	ready func() error
+	// sender replaces the dev outbox, e.g. with real SMTP and SMS providers.
+	sender userphone.Sender
+	// queue tunes the job queue; its defaults suit tests.
+	queue jobs.Config
 }
 
 // forEachDialect runs fn against a fresh service on every dialect.
@@ -116,7 +125,23 @@ func newHarness(t *testing.T, o options) *harness {
 		outbox: filepath.Join(o.cfg.DataDir, "outbox.jsonl")}
 	h.logs = &testWriter{t: t}
 	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	svc, err := flow.New(st, delivery.NewOutbox(h.outbox, log), flow.Config{
+	qcfg := o.queue
+	if qcfg.Workers == 0 {
+		qcfg.Workers = 2
+	}
+	qcfg.PollInterval = cmp.Or(qcfg.PollInterval, 10*time.Millisecond)
+	qcfg.Log = log
+	queue, err := jobs.New(st, qcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.skipMigrate {
+		if err := queue.Migrate(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.queue = queue
+	svc, err := flow.New(st, queue, flow.Config{
 		ProcessTTL: 24 * time.Hour, ResendCooldown: time.Minute, MaxCodeAttempts: 5,
 		Secret:     bytes.Repeat([]byte{7}, 32),
 		ConfirmURL: "http://userphone.test" + server.BasePath + "/user/phone/confirm",
@@ -139,6 +164,15 @@ func newHarness(t *testing.T, o options) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sender := o.sender
+	if sender == nil {
+		sender = delivery.NewOutbox(h.outbox, log)
+	}
+	if !o.skipMigrate {
+		if err := queue.Start(context.Background(), svc, sender); err != nil {
+			t.Fatal(err)
+		}
+	}
 	h.srv = httptest.NewServer(handler)
 	h.base = h.srv.URL + server.BasePath
 	h.http = &http.Client{Transport: &specChecker{t: t, next: http.DefaultTransport, router: specRouter(t)}}
@@ -146,8 +180,33 @@ func newHarness(t *testing.T, o options) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { h.srv.Close(); st.Close() })
+	t.Cleanup(h.stop)
 	return h
+}
+
+// stop shuts the service down as a process would: HTTP, then the job
+// workers, then the database. Calling it twice is harmless.
+func (h *harness) stop() {
+	h.stopOnce.Do(func() {
+		h.srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := h.queue.Stop(ctx); err != nil {
+			h.t.Errorf("stop the job workers: %v", err)
+		}
+		h.store.Close()
+	})
+}
+
+// settle waits until the queue has sent what it can, so that the outbox
+// shows the effects of the requests made so far.
+func (h *harness) settle() {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := h.queue.WaitIdle(ctx); err != nil {
+		h.t.Fatalf("the job queue did not settle: %v", err)
+	}
 }
 
 // testWriter sends the service's log to the test's log, and keeps it for
@@ -389,6 +448,7 @@ type outboxLine struct {
 
 func (h *harness) messages() []outboxLine {
 	h.t.Helper()
+	h.settle()
 	f, err := os.Open(h.outbox)
 	if os.IsNotExist(err) {
 		return nil

@@ -17,8 +17,7 @@ func TestStateSurvivesARestart(t *testing.T) {
 			before.verifyNumber(tok, numberA)
 			before.put(tok, numberB)
 			link := before.linkToken("tara@example.com")
-			before.srv.Close()
-			before.store.Close()
+			before.stop()
 
 			// Same database, same data directory (signing key, outbox): a new process.
 			after := newHarness(t, options{cfg: cfg, clk: before.clock})

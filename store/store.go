@@ -127,8 +127,12 @@ func sqliteDSN(path string) string {
 // Dialect tells which database the store uses.
 func (s *Store) Dialect() Dialect { return s.dialect }
 
-// DB exposes the GORM handle, for jobs that must share our transactions.
+// DB exposes the GORM handle, for tests and tools.
 func (s *Store) DB() *gorm.DB { return s.db }
+
+// SQLDB is the pool under the store, for the job queue, which keeps its
+// tables in the same database.
+func (s *Store) SQLDB() *sql.DB { return s.sqlDB }
 
 // Close closes the connection pool.
 func (s *Store) Close() error { return s.sqlDB.Close() }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -78,6 +79,10 @@ func (t *tx) OpenChange(ctx context.Context, userID string) (*userphone.PhoneCha
 
 func (t *tx) LatestChange(ctx context.Context, userID string) (*userphone.PhoneChange, error) {
 	return t.findChange(t.db.WithContext(ctx).Where("user_id = ?", userID).Order("created_at DESC"))
+}
+
+func (t *tx) ChangeByID(ctx context.Context, id string) (*userphone.PhoneChange, error) {
+	return t.findChange(t.forUpdate().WithContext(ctx).Where("id = ?", id))
 }
 
 func (t *tx) ChangeByEmailToken(ctx context.Context, tokenHash []byte) (*userphone.PhoneChange, error) {
@@ -171,4 +176,17 @@ func (t *tx) ExpireDue(ctx context.Context, now time.Time) (int64, error) {
 			"code_hash": nil, "version": gorm.Expr("version + 1"),
 		})
 	return res.RowsAffected, res.Error
+}
+
+func (t *tx) PurgeClosedBefore(ctx context.Context, before time.Time) (int64, error) {
+	res := t.db.WithContext(ctx).Where("status NOT IN ? AND closed_at < ?", userphone.OpenStatuses, dbTime(before)).
+		Delete(&changeRow{})
+	return res.RowsAffected, res.Error
+}
+
+// SQLTx is the database/sql transaction under this one, so that a job
+// queue can insert its jobs in the same transaction as the state change.
+func (t *tx) SQLTx() (*sql.Tx, bool) {
+	sqlTx, ok := t.db.Statement.ConnPool.(*sql.Tx)
+	return sqlTx, ok
 }

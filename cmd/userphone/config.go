@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/hex"
 	"fmt"
+	"github.com/pace/userphone/jobs"
 	"log/slog"
 	"net"
 	"net/url"
@@ -30,8 +31,13 @@ type config struct {
 	RequiredLinkedIdentity string
 	LinkedIdentityClaim    string
 	ShutdownTimeout        time.Duration
-	LogLevel               slog.Level
-	LogFormat              string
+	// Delivery.
+	Workers             int
+	DeliveryMaxAttempts int
+	DeliveryFirstRetry  time.Duration
+	Retention           time.Duration
+	LogLevel            slog.Level
+	LogFormat           string
 }
 
 // settingError names the variable at fault; main prints it on one line and
@@ -58,6 +64,12 @@ func loadConfig(getenv func(string) string) (config, error) {
 		LinkedIdentityClaim:    r.str("USERPHONE_LINKED_IDENTITY_CLAIM", "linked_identities"),
 		ShutdownTimeout:        r.duration("USERPHONE_SHUTDOWN_TIMEOUT", 15*time.Second, 0, 10*time.Minute),
 		LogFormat:              r.oneOf("USERPHONE_LOG_FORMAT", "text", "text", "json"),
+		// Sends wait on providers, not the CPU: 4 at once keep up with a
+		// replica's requests and leave SQLite's small pool room to answer.
+		Workers:             r.integer("USERPHONE_WORKERS", 4, 0, 100),
+		DeliveryMaxAttempts: r.integer("USERPHONE_DELIVERY_MAX_ATTEMPTS", jobs.DefaultMaxAttempts, 1, 50),
+		DeliveryFirstRetry:  r.duration("USERPHONE_DELIVERY_FIRST_RETRY", jobs.DefaultFirstRetry, time.Second, time.Hour),
+		Retention:           r.duration("USERPHONE_RETENTION", jobs.DefaultRetention, time.Hour, 10*365*24*time.Hour),
 	}
 	c.LogLevel = r.level("USERPHONE_LOG_LEVEL")
 	c.Secret = r.secret("USERPHONE_SECRET")

@@ -15,18 +15,14 @@ import (
 	"time"
 
 	"github.com/pace/userphone/auth"
-	"github.com/pace/userphone/delivery"
 	"github.com/pace/userphone/flow"
+	"github.com/pace/userphone/jobs"
 	"github.com/pace/userphone/server"
 	"github.com/pace/userphone/store"
 )
 
-// sweepInterval is how often expired changes are closed; reads already
-// treat them as expired, so a minute's lag only delays the bookkeeping.
-const sweepInterval = time.Minute
-
 func serve(ctx context.Context, cfg config, log *slog.Logger) error {
-	st, err := openStore(ctx, cfg, log)
+	st, queue, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -42,10 +38,11 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	// A client sends one token with each request until it expires; checking
 	// its signature every time would be half the cost of a request.
 	verifier = auth.Cached(verifier, 0, 0, nil)
-	outbox := delivery.NewOutbox(filepath.Join(cfg.DataDir, "outbox.jsonl"), log)
-	log.Warn("no SMTP server or SMS provider configured: messages go to the dev outbox", "path", outbox.Path())
-
-	svc, err := flow.New(st, outbox, flow.Config{
+	sender, err := newSender(cfg, log)
+	if err != nil {
+		return err
+	}
+	svc, err := flow.New(st, queue, flow.Config{
 		ProcessTTL:      cfg.ProcessTTL,
 		ResendCooldown:  cfg.ResendCooldown,
 		MaxCodeAttempts: cfg.MaxCodeAttempts,
@@ -80,9 +77,10 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	sweepCtx, stopSweep := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopSweep()
-	go svc.RunSweeper(sweepCtx, sweepInterval)
+	// The workers outlive ctx (the signal) until the shutdown below stops them.
+	if err := queue.Start(context.WithoutCancel(ctx), svc, sender); err != nil {
+		return err
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -100,7 +98,11 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("graceful shutdown: %w", err)
 	}
-	stopSweep()
+	// Jobs in flight finish (or are retried after the next start: nothing
+	// is lost, as they stay in the database until done).
+	if err := queue.Stop(shutdownCtx); err != nil {
+		log.Warn("job workers did not stop in time; unfinished jobs run again after the next start", "err", err)
+	}
 	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
@@ -138,7 +140,7 @@ func newVerifier(ctx context.Context, cfg config, log *slog.Logger) (v auth.Veri
 }
 
 func migrate(ctx context.Context, cfg config, log *slog.Logger) error {
-	st, err := openStore(ctx, cfg, log)
+	st, _, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -151,12 +153,12 @@ func migrate(ctx context.Context, cfg config, log *slog.Logger) error {
 	return nil
 }
 
-// openStore opens and migrates the database, with a sentence that says
-// what to do when it cannot be reached.
-func openStore(ctx context.Context, cfg config, log *slog.Logger) (*store.Store, error) {
+// openStore opens and migrates the database, ours and the job queue's
+// tables, with a sentence that says what to do when it cannot be reached.
+func openStore(ctx context.Context, cfg config, log *slog.Logger) (*store.Store, *jobs.Queue, error) {
 	st, err := store.Open(store.Config{DatabaseURL: cfg.DatabaseURL, DataDir: cfg.DataDir, Logger: log})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -165,15 +167,25 @@ func openStore(ctx context.Context, cfg config, log *slog.Logger) (*store.Store,
 		// One line: pgx's connect errors span several.
 		reason := strings.Join(strings.Fields(err.Error()), " ")
 		if st.Dialect() == store.Postgres {
-			return nil, fmt.Errorf("cannot reach PostgreSQL (%s); start it, or fix USERPHONE_DATABASE_URL", reason)
+			return nil, nil, fmt.Errorf("cannot reach PostgreSQL (%s); start it, or fix USERPHONE_DATABASE_URL", reason)
 		}
-		return nil, fmt.Errorf("cannot open the SQLite file in %s (%s); check USERPHONE_DATA_DIR", cfg.DataDir, reason)
+		return nil, nil, fmt.Errorf("cannot open the SQLite file in %s (%s); check USERPHONE_DATA_DIR", cfg.DataDir, reason)
 	}
-	if err := st.Migrate(ctx); err != nil {
+	queue, err := jobs.New(st, jobs.Config{
+		Workers: cfg.Workers, MaxAttempts: cfg.DeliveryMaxAttempts, FirstRetry: cfg.DeliveryFirstRetry,
+		Retention: cfg.Retention, Log: log,
+	})
+	if err == nil {
+		err = st.Migrate(ctx)
+	}
+	if err == nil {
+		err = queue.Migrate(ctx)
+	}
+	if err != nil {
 		st.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	return st, nil
+	return st, queue, nil
 }
 
 // loadSecret returns USERPHONE_SECRET, or the secret kept in the data

@@ -1,0 +1,232 @@
+// Package jobs owns the durable work of the service, on River in the
+// service's own database: sending each message after the transaction that
+// announced it commits, retrying it with backoff, and the periodic expiry
+// sweep and retention purge, which run once per cluster.
+package jobs
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/riverdriver/riverdatabasesql"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+	"github.com/riverqueue/river/rivermigrate"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/pace/userphone"
+	"github.com/pace/userphone/store"
+)
+
+// Config tunes the queue. Every field has a default, given with its reason.
+type Config struct {
+	// Workers is how many messages one replica sends at once; 0 makes an
+	// API-only replica that inserts jobs but works none.
+	Workers int
+	// MaxAttempts is how often a message is tried before the change is
+	// marked as failed delivery.
+	MaxAttempts int
+	// FirstRetry is the wait after the first failure; it doubles with each
+	// further one, with jitter.
+	FirstRetry time.Duration
+	// Retention is how long finished changes are kept.
+	Retention time.Duration
+	// PollInterval is how often an idle replica looks for new jobs.
+	PollInterval time.Duration
+	Log          *slog.Logger
+}
+
+const (
+	// DefaultMaxAttempts with a 10 s first retry spans about 1.5 h of
+	// backoff: long enough to ride out a provider's outage, short enough
+	// that the user still waits for the message.
+	DefaultMaxAttempts = 10
+	DefaultFirstRetry  = 10 * time.Second
+	// DefaultRetention keeps finished changes for a month of support
+	// questions, then forgets the numbers.
+	DefaultRetention = 30 * 24 * time.Hour
+	// DefaultPollInterval: a user waits for the SMS, and neither driver can
+	// LISTEN, so an idle replica polls; 200 ms costs one indexed query.
+	DefaultPollInterval = 200 * time.Millisecond
+	// maxRetryDelay caps the backoff.
+	maxRetryDelay = time.Hour
+	// sweepInterval is how often open changes past their limit are closed.
+	sweepInterval = time.Minute
+	purgeInterval = time.Hour
+)
+
+// Flow is what the workers need of the change flow.
+type Flow interface {
+	// Compose builds the message; current is false when a newer message
+	// or the change's end has made it stale, and it must not be sent.
+	Compose(ctx context.Context, m userphone.Outgoing) (msg userphone.Message, current bool, err error)
+	// DeliveryFailed ends the change that m belongs to.
+	DeliveryFailed(ctx context.Context, m userphone.Outgoing, reason string) error
+	SweepExpired(ctx context.Context) (int64, error)
+	Purge(ctx context.Context, olderThan time.Duration) (int64, error)
+}
+
+// Queue inserts jobs in the callers' transactions and, unless it is
+// API-only, works them.
+type Queue struct {
+	cfg    Config
+	log    *slog.Logger
+	driver riverdriver.Driver[*sql.Tx]
+	client *river.Client[*sql.Tx]
+	// set by Start, read by the workers
+	flow    Flow
+	sender  userphone.Sender
+	started bool
+}
+
+// New sets up the queue on the store's database. It does not start work.
+func New(st *store.Store, cfg Config) (*Queue, error) {
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = DefaultMaxAttempts
+	}
+	if cfg.FirstRetry <= 0 {
+		cfg.FirstRetry = DefaultFirstRetry
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = DefaultRetention
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	q := &Queue{cfg: cfg, log: log}
+	if st.Dialect() == store.Postgres {
+		q.driver = riverdatabasesql.New(st.SQLDB())
+	} else {
+		q.driver = riversqlite.New(st.SQLDB())
+	}
+	workers := river.NewWorkers()
+	river.AddWorker(workers, &sendWorker{q: q})
+	river.AddWorker(workers, &sweepWorker{q: q})
+	river.AddWorker(workers, &purgeWorker{q: q})
+	rc := &river.Config{
+		Workers:           workers,
+		MaxAttempts:       cfg.MaxAttempts,
+		RetryPolicy:       backoff{first: cfg.FirstRetry},
+		FetchPollInterval: cfg.PollInterval,
+		FetchCooldown:     min(cfg.PollInterval, river.FetchCooldownDefault),
+		// A send that hangs longer than this is cut off and retried.
+		JobTimeout: 30 * time.Second,
+		Logger:     log,
+	}
+	if cfg.Workers > 0 {
+		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}}
+		rc.PeriodicJobs = []*river.PeriodicJob{
+			river.NewPeriodicJob(river.PeriodicInterval(sweepInterval),
+				func() (river.JobArgs, *river.InsertOpts) { return sweepArgs{}, nil }, &river.PeriodicJobOpts{RunOnStart: true}),
+			river.NewPeriodicJob(river.PeriodicInterval(purgeInterval),
+				func() (river.JobArgs, *river.InsertOpts) { return purgeArgs{}, nil }, &river.PeriodicJobOpts{RunOnStart: true}),
+		}
+	}
+	client, err := river.NewClient(q.driver, rc)
+	if err != nil {
+		return nil, fmt.Errorf("set up the job queue: %w", err)
+	}
+	q.client = client
+	return q, nil
+}
+
+// Migrate applies River's own migrations, beside the store's.
+func (q *Queue) Migrate(ctx context.Context) error {
+	m, err := rivermigrate.New(q.driver, &rivermigrate.Config{Logger: q.log})
+	if err != nil {
+		return err
+	}
+	res, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil)
+	if err != nil {
+		return fmt.Errorf("migrate the job queue's tables: %w", err)
+	}
+	for _, v := range res.Versions {
+		q.log.Info("job queue migration applied", "version", v.Version)
+	}
+	return nil
+}
+
+// Start begins working jobs with flow and sender, unless the queue is
+// API-only.
+func (q *Queue) Start(ctx context.Context, flow Flow, sender userphone.Sender) error {
+	q.flow, q.sender = flow, sender
+	if q.cfg.Workers == 0 {
+		q.log.Info("no job workers on this replica (USERPHONE_WORKERS=0): messages are sent by other replicas")
+		return nil
+	}
+	if err := q.client.Start(ctx); err != nil {
+		return err
+	}
+	q.started = true
+	return nil
+}
+
+// Stop lets running jobs finish within ctx, then stops.
+func (q *Queue) Stop(ctx context.Context) error {
+	if !q.started {
+		return nil
+	}
+	q.started = false
+	return q.client.Stop(ctx)
+}
+
+// Enqueue inserts m in tx, the store transaction of the state change that
+// announces it: the job commits or rolls back with that change.
+func (q *Queue) Enqueue(ctx context.Context, tx userphone.Tx, m userphone.Outgoing) error {
+	st, ok := tx.(interface{ SQLTx() (*sql.Tx, bool) })
+	if !ok {
+		return errors.New("jobs: the transaction does not expose its *sql.Tx")
+	}
+	sqlTx, ok := st.SQLTx()
+	if !ok {
+		return errors.New("jobs: enqueue outside a transaction")
+	}
+	_, err := q.client.InsertTx(ctx, sqlTx, sendArgs{Outgoing: m}, nil)
+	return err
+}
+
+// backoff waits first × 2^(n-1) after the n-th failure, capped, with up to
+// ±20 % jitter so that retries after an outage do not arrive together.
+type backoff struct{ first time.Duration }
+
+func (b backoff) NextRetry(job *rivertype.JobRow) time.Time {
+	n := max(len(job.Errors), 1)
+	d := b.first
+	for i := 1; i < n && d < maxRetryDelay; i++ {
+		d *= 2
+	}
+	d = min(d, maxRetryDelay)
+	jitter := time.Duration((rand.Float64()*0.4 - 0.2) * float64(d))
+	return time.Now().Add(d + jitter)
+}
+
+// WaitIdle returns once no job is waiting to run or running, or when ctx
+// ends. Jobs waiting for a retry do not count. Tests and tools use it to
+// see the effects of what they just did.
+func (q *Queue) WaitIdle(ctx context.Context) error {
+	params := river.NewJobListParams().States(rivertype.JobStateAvailable, rivertype.JobStateRunning).First(1)
+	for {
+		res, err := q.client.JobList(ctx, params)
+		if err != nil {
+			return err
+		}
+		if len(res.Jobs) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
