@@ -36,8 +36,18 @@ type config struct {
 	DeliveryMaxAttempts int
 	DeliveryFirstRetry  time.Duration
 	Retention           time.Duration
-	LogLevel            slog.Level
-	LogFormat           string
+	// Providers; empty means the dev outbox.
+	SMTPURL, MailFrom, SMTPTLS string
+	SMSProvider                string
+	TwilioAccountSID           string
+	TwilioAuthToken            string
+	TwilioFrom                 string
+	TwilioMessagingServiceSID  string
+	TwilioAPIURL               string
+	SMSWebhookURL              string
+	SMSWebhookSecret           string
+	LogLevel                   slog.Level
+	LogFormat                  string
 }
 
 // settingError names the variable at fault; main prints it on one line and
@@ -66,10 +76,21 @@ func loadConfig(getenv func(string) string) (config, error) {
 		LogFormat:              r.oneOf("USERPHONE_LOG_FORMAT", "text", "text", "json"),
 		// Sends wait on providers, not the CPU: 4 at once keep up with a
 		// replica's requests and leave SQLite's small pool room to answer.
-		Workers:             r.integer("USERPHONE_WORKERS", 4, 0, 100),
-		DeliveryMaxAttempts: r.integer("USERPHONE_DELIVERY_MAX_ATTEMPTS", jobs.DefaultMaxAttempts, 1, 50),
-		DeliveryFirstRetry:  r.duration("USERPHONE_DELIVERY_FIRST_RETRY", jobs.DefaultFirstRetry, time.Second, time.Hour),
-		Retention:           r.duration("USERPHONE_RETENTION", jobs.DefaultRetention, time.Hour, 10*365*24*time.Hour),
+		Workers:                   r.integer("USERPHONE_WORKERS", 4, 0, 100),
+		DeliveryMaxAttempts:       r.integer("USERPHONE_DELIVERY_MAX_ATTEMPTS", jobs.DefaultMaxAttempts, 1, 50),
+		DeliveryFirstRetry:        r.duration("USERPHONE_DELIVERY_FIRST_RETRY", jobs.DefaultFirstRetry, time.Second, time.Hour),
+		Retention:                 r.duration("USERPHONE_RETENTION", jobs.DefaultRetention, time.Hour, 10*365*24*time.Hour),
+		SMTPURL:                   r.str("USERPHONE_SMTP_URL", ""),
+		MailFrom:                  r.str("USERPHONE_MAIL_FROM", ""),
+		SMTPTLS:                   r.oneOf("USERPHONE_SMTP_TLS", "", "", "mandatory", "opportunistic", "none"),
+		SMSProvider:               r.oneOf("USERPHONE_SMS_PROVIDER", "outbox", "outbox", "twilio", "webhook"),
+		TwilioAccountSID:          r.str("USERPHONE_TWILIO_ACCOUNT_SID", ""),
+		TwilioAuthToken:           r.str("USERPHONE_TWILIO_AUTH_TOKEN", ""),
+		TwilioFrom:                r.str("USERPHONE_TWILIO_FROM", ""),
+		TwilioMessagingServiceSID: r.str("USERPHONE_TWILIO_MESSAGING_SERVICE_SID", ""),
+		TwilioAPIURL:              r.str("USERPHONE_TWILIO_API_URL", "https://api.twilio.com"),
+		SMSWebhookURL:             r.str("USERPHONE_SMS_WEBHOOK_URL", ""),
+		SMSWebhookSecret:          r.str("USERPHONE_SMS_WEBHOOK_SECRET", ""),
 	}
 	c.LogLevel = r.level("USERPHONE_LOG_LEVEL")
 	c.Secret = r.secret("USERPHONE_SECRET")
@@ -189,7 +210,13 @@ func (r *reader) oneOf(name, def string, allowed ...string) string {
 			return v
 		}
 	}
-	r.fail(name, "%q is not one of %s", v, strings.Join(allowed, ", "))
+	var named []string
+	for _, a := range allowed {
+		if a != "" {
+			named = append(named, a)
+		}
+	}
+	r.fail(name, "%q is not one of %s", v, strings.Join(named, ", "))
 	return def
 }
 
