@@ -1,7 +1,19 @@
 // Package delivery owns getting messages to users: it implements
-// userphone.Sender. For now there is only the dev outbox, a JSON Lines
-// file that developers and end-to-end tests read instead of a mailbox or a
-// phone.
+// userphone.Sender for each way out.
+//
+//   - SMTP sends e-mail through a submission server (go-mail).
+//   - Twilio sends SMS through Twilio's Messages API.
+//   - Webhook posts SMS to an HTTP endpoint of the operator's choice,
+//     signed with a shared secret.
+//   - Outbox is the dev stand-in for all of them: a JSON Lines file that
+//     developers and end-to-end tests read instead of a mailbox or a phone.
+//
+// Every sender follows userphone.Sender's contract: it never logs a
+// message's subject, text or HTML, and it wraps userphone.ErrPermanent
+// only around failures that no retry can fix and that are the recipient's,
+// not the operator's (a rejected address, a number that cannot get SMS).
+// A wrong password, a missing STARTTLS or a provider outage is retried, and
+// shows in the logs until someone fixes it.
 package delivery
 
 import (
@@ -51,6 +63,8 @@ type line struct {
 	Subject string            `json:"subject,omitempty"`
 	Text    string            `json:"text"`
 	Kind    string            `json:"kind"`
+	// HTML is the e-mail's HTML alternative, when it has one.
+	HTML string `json:"html,omitempty"`
 }
 
 // Send appends m to the outbox file.
@@ -76,6 +90,7 @@ func (o *Outbox) Send(ctx context.Context, m userphone.Message) error {
 		Subject: m.Subject,
 		Text:    m.Text,
 		Kind:    m.Kind,
+		HTML:    m.HTML,
 	}); err != nil {
 		return fmt.Errorf("delivery: encode message: %w", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pace/userphone"
+	"github.com/pace/userphone/templates"
 )
 
 func readLines(t *testing.T, path string) []map[string]any {
@@ -201,6 +202,34 @@ func TestMaskEmail(t *testing.T) {
 	for _, tt := range tests {
 		if got := maskEmail(tt.in); got != tt.want {
 			t.Errorf("maskEmail(%q) = %q; want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestSendWritesHTMLOnlyForEmailsWithIt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "outbox.jsonl")
+	o := NewOutbox(path, slog.New(slog.DiscardHandler))
+	subject, text, html := templates.ConfirmChangeEmail("en", "+49 •••• 678", "http://127.0.0.1:8080/user/2021-2/user/phone/confirm?token=Abc_12-xyz", time.Now())
+	msgs := []userphone.Message{
+		{Channel: userphone.ChannelEmail, To: "jane@example.com", Subject: subject, Text: text, HTML: html, Kind: "confirm-change"},
+		{Channel: userphone.ChannelEmail, To: "jane@example.com", Subject: "s", Text: "plain", Kind: "other"},
+		{Channel: userphone.ChannelSMS, To: "+4915112345678", Text: "123456 is your code.", Kind: "code"},
+	}
+	for _, m := range msgs {
+		if err := o.Send(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lines := readLines(t, path)
+	if lines[0]["html"] != html {
+		t.Errorf("html decodes to %q; want %q", lines[0]["html"], html)
+	}
+	if lines[0]["text"] != text || lines[0]["subject"] != subject {
+		t.Errorf("existing fields changed: %v", lines[0])
+	}
+	for i := 1; i < 3; i++ {
+		if _, ok := lines[i]["html"]; ok {
+			t.Errorf("line %d has html: %v", i, lines[i])
 		}
 	}
 }

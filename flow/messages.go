@@ -59,8 +59,8 @@ func (s *Service) Compose(ctx context.Context, m userphone.Outgoing) (msg userph
 				return err
 			}
 			lang := templates.Lang(u.Locale, "")
-			subject, text := templates.NumberRemovedEmail(lang, phone.Mask(m.Number))
-			msg = userphone.Message{Channel: userphone.ChannelEmail, To: u.Email, Subject: subject, Text: text, Lang: lang}
+			subject, text, htmlBody := templates.NumberRemovedEmail(lang, phone.Mask(m.Number))
+			msg = userphone.Message{Channel: userphone.ChannelEmail, To: u.Email, Subject: subject, Text: text, HTML: htmlBody, Lang: lang}
 			current = true
 			return nil
 		case KindConfirmChange, KindCode:
@@ -82,8 +82,8 @@ func (s *Service) Compose(ctx context.Context, m userphone.Outgoing) (msg userph
 			msg = userphone.Message{Channel: userphone.ChannelSMS, To: c.PhoneNumber, Text: text, Lang: lang}
 		case m.Kind == KindConfirmChange && c.Status == userphone.StatusAwaitingEmailConfirmation && u.Email != "":
 			link := s.cfg.ConfirmURL + "?token=" + url.QueryEscape(s.emailToken(c.ID, m.MessageNo))
-			subject, text := templates.ConfirmChangeEmail(lang, phone.Mask(c.PhoneNumber), link, c.ExpiresAt)
-			msg = userphone.Message{Channel: userphone.ChannelEmail, To: u.Email, Subject: subject, Text: text, Lang: lang}
+			subject, text, htmlBody := templates.ConfirmChangeEmail(lang, phone.Mask(c.PhoneNumber), link, c.ExpiresAt)
+			msg = userphone.Message{Channel: userphone.ChannelEmail, To: u.Email, Subject: subject, Text: text, HTML: htmlBody, Lang: lang}
 		default:
 			return nil
 		}

@@ -1,7 +1,7 @@
-// Package templates owns the words users read: the e-mails, the SMS and
-// the pages behind the e-mail link, in German (informal "du") and English.
-// Texts live in embedded files so they can be reviewed and translated
-// without reading Go.
+// Package templates owns the words users read: the e-mails (plain text with
+// an HTML alternative), the SMS and the pages behind the e-mail link, in
+// German (informal "du") and English. Texts live in embedded files so they
+// can be reviewed and translated without reading Go.
 package templates
 
 import (
@@ -55,6 +55,16 @@ var pages = map[string]map[PageKind]*htmltemplate.Template{}
 // messages holds the e-mail and SMS templates, one set per language.
 var messages = map[string]*texttemplate.Template{}
 
+// Names of the e-mails, which have a text and an HTML version each.
+const (
+	emailConfirmChange = "confirm-change"
+	emailNumberRemoved = "number-removed"
+)
+
+// htmlEmails holds the HTML versions of the e-mails, one per language and
+// e-mail; each is the shared e-mail layout plus the file with its words.
+var htmlEmails = map[string]map[string]*htmltemplate.Template{}
+
 func init() {
 	// Parsing at start-up turns a broken template into a crash on deploy
 	// instead of an error on the first user's request.
@@ -64,6 +74,10 @@ func init() {
 			pages[lang][kind] = htmltemplate.Must(htmltemplate.ParseFS(files, "pages/layout.html", "pages/"+lang+"/"+file))
 		}
 		messages[lang] = texttemplate.Must(texttemplate.ParseFS(files, "messages/"+lang+"/*.txt"))
+		htmlEmails[lang] = map[string]*htmltemplate.Template{}
+		for _, name := range []string{emailConfirmChange, emailNumberRemoved} {
+			htmlEmails[lang][name] = htmltemplate.Must(htmltemplate.ParseFS(files, "messages/layout.html", "messages/"+lang+"/"+name+".html"))
+		}
 	}
 }
 
@@ -89,31 +103,49 @@ func RenderPage(w io.Writer, p Page) error {
 }
 
 type messageData struct {
-	MaskedNumber, Link, Expires, Code string
+	Lang, Subject, MaskedNumber, Link, Expires, Code string
 }
 
 // ConfirmChangeEmail returns the e-mail that asks a user with a verified
-// number to confirm changing it to maskedNumber by opening link.
-func ConfirmChangeEmail(lang, maskedNumber, link string, expiresAt time.Time) (subject, text string) {
+// number to confirm changing it to maskedNumber by opening link: its
+// subject, its plain text and its HTML alternative. Both bodies carry the
+// link as a plain URL, and the HTML one also as a button.
+func ConfirmChangeEmail(lang, maskedNumber, link string, expiresAt time.Time) (subject, text, html string) {
 	lang = supportedLang(lang)
-	d := messageData{MaskedNumber: maskedNumber, Link: link, Expires: formatTime(lang, expiresAt)}
-	return execText(messages[lang], "confirm-change.subject", d), execText(messages[lang], "confirm-change.text", d)
+	d := messageData{Lang: lang, MaskedNumber: maskedNumber, Link: link, Expires: formatTime(lang, expiresAt)}
+	return email(lang, emailConfirmChange, d)
 }
 
-// CodeSMS returns the SMS that carries a verification code. The code comes
-// first so phones can offer to autofill it, and the text stays within one
-// GSM-7 SMS (160 characters, no characters outside the GSM basic set).
+// CodeSMS returns the SMS that carries a verification code and says what
+// it is for. The code comes first so phones can offer to autofill it, and
+// the text stays within one GSM-7 SMS (160 characters, no characters
+// outside the GSM basic set).
 func CodeSMS(lang, code string) string {
 	return execText(messages[supportedLang(lang)], "code-sms", messageData{Code: code})
 }
 
 // NumberRemovedEmail returns the e-mail to a user whose verified number
 // another account has now verified: carriers give numbers to new
-// customers, and the number belongs to whoever can receive its SMS.
-func NumberRemovedEmail(lang, maskedNumber string) (subject, text string) {
+// customers, and the number belongs to whoever can receive its SMS. It
+// returns the subject, the plain text and the HTML alternative.
+func NumberRemovedEmail(lang, maskedNumber string) (subject, text, html string) {
 	lang = supportedLang(lang)
-	d := messageData{MaskedNumber: maskedNumber}
-	return execText(messages[lang], "number-removed.subject", d), execText(messages[lang], "number-removed.text", d)
+	return email(lang, emailNumberRemoved, messageData{Lang: lang, MaskedNumber: maskedNumber})
+}
+
+// email renders the three parts of the e-mail name in lang, which must be
+// supported. The HTML goes through html/template, so the number and the
+// link are escaped, and a link with a scheme other than http(s) or mailto
+// is replaced rather than made clickable.
+func email(lang, name string, d messageData) (subject, text, html string) {
+	subject = execText(messages[lang], name+".subject", d)
+	text = execText(messages[lang], name+".text", d)
+	d.Subject = subject
+	var b strings.Builder
+	if err := htmlEmails[lang][name].ExecuteTemplate(&b, "layout.html", d); err != nil {
+		panic(fmt.Sprintf("templates: %s.html: %v", name, err))
+	}
+	return subject, text, strings.TrimSpace(b.String())
 }
 
 // execText panics on error: the templates are embedded and the data holds

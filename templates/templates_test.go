@@ -165,8 +165,8 @@ func TestRenderPageFallbacks(t *testing.T) {
 
 func TestConfirmChangeEmail(t *testing.T) {
 	const link = "https://example.test/confirm?token=abc&x=1"
-	deSubject, deText := ConfirmChangeEmail("de", "+49 •••• 678", link, expires)
-	enSubject, enText := ConfirmChangeEmail("en", "+49 •••• 678", link, expires)
+	deSubject, deText, deHTML := ConfirmChangeEmail("de", "+49 •••• 678", link, expires)
+	enSubject, enText, enHTML := ConfirmChangeEmail("en", "+49 •••• 678", link, expires)
 	for _, text := range []string{deText, enText} {
 		if !strings.Contains(text, "\n"+link+"\n") {
 			t.Errorf("link missing or not on its own line:\n%s", text)
@@ -178,24 +178,124 @@ func TestConfirmChangeEmail(t *testing.T) {
 	if !strings.Contains(deText, "14:05 Uhr (CET)") || !strings.Contains(enText, "13:05 (UTC)") {
 		t.Errorf("expiry missing:\n%s\n%s", deText, enText)
 	}
-	if deSubject == enSubject || deText == enText || deSubject == "" || enSubject == "" {
+	if deSubject == enSubject || deText == enText || deHTML == enHTML || deSubject == "" || enSubject == "" {
 		t.Error("texts do not differ by language")
 	}
 	if !strings.Contains(deText, " du ") {
 		t.Error("German text does not use du")
 	}
+
+	for lang, doc := range map[string]string{"de": deHTML, "en": enHTML} {
+		checkEmailHTML(t, lang, doc, map[string]string{"de": deSubject, "en": enSubject}[lang])
+		if got := inner(t, doc, `<a id="link" href="(.*?)"`); got != link {
+			t.Errorf("%s: button links to %q; want %q", lang, got, link)
+		}
+		if got := inner(t, doc, `<span id="url"[^>]*>(.*?)</span>`); got != link {
+			t.Errorf("%s: plain URL is %q; want %q", lang, got, link)
+		}
+		if !strings.Contains(doc, "token=abc&amp;x=1") {
+			t.Errorf("%s: & in the link is not escaped:\n%s", lang, doc)
+		}
+		if got := inner(t, doc, `id="number"[^>]*>(.*?)<`); got != "+49 •••• 678" {
+			t.Errorf("%s: number %q", lang, got)
+		}
+		wantTime := map[string]string{"de": "7. März 2025, 14:05 Uhr (CET)", "en": "7 March 2025, 13:05 (UTC)"}[lang]
+		if !strings.Contains(html.UnescapeString(doc), wantTime) {
+			t.Errorf("%s: HTML lacks the expiry %q", lang, wantTime)
+		}
+	}
+	if !strings.Contains(html.UnescapeString(deHTML), " du ") {
+		t.Error("German HTML does not use du")
+	}
+}
+
+// checkEmailHTML checks what every HTML e-mail must be: a whole document in
+// its language, titled with its subject, that loads nothing from elsewhere.
+func checkEmailHTML(t *testing.T, lang, doc, subject string) {
+	t.Helper()
+	for _, want := range []string{"<!DOCTYPE html>", `<html lang="` + lang + `">`, `<meta charset="utf-8">`, "</html>"} {
+		if !strings.Contains(doc, want) {
+			t.Errorf("%s e-mail lacks %s", lang, want)
+		}
+	}
+	if got := inner(t, doc, `<title>(.*?)</title>`); got != subject {
+		t.Errorf("%s e-mail: title %q; want the subject %q", lang, got, subject)
+	}
+	for _, bad := range []string{"<script", "<img", "<link", "<style", "src=", "url(", "@import", "{{", "ZgotmplZ"} {
+		if strings.Contains(doc, bad) {
+			t.Errorf("%s e-mail contains %q", lang, bad)
+		}
+	}
+	// The only address in the e-mail is the link itself.
+	rest := regexp.MustCompile(`https://example\.test/confirm\?token=abc&amp;x=1`).ReplaceAllString(doc, "")
+	if strings.Contains(rest, "http") {
+		t.Errorf("%s e-mail refers to another address:\n%s", lang, doc)
+	}
+}
+
+func TestConfirmChangeEmailEscapes(t *testing.T) {
+	evil := `"><script>alert(1)</script>`
+	_, text, doc := ConfirmChangeEmail("en", evil, "javascript:alert(1)", expires)
+	if strings.Contains(doc, "<script") || strings.Contains(doc, `href="javascript:`) {
+		t.Fatalf("HTML is not escaped:\n%s", doc)
+	}
+	if got := inner(t, doc, `<a id="link" href="(.*?)"`); got != "#ZgotmplZ" {
+		t.Errorf("a javascript: link became href %q; want html/template's placeholder", got)
+	}
+	if got := inner(t, doc, `id="number"[^>]*>(.*?)</strong>`); got != evil {
+		t.Errorf("number = %q; want it escaped, not altered", got)
+	}
+	// The text version is plain text: nothing to escape there.
+	if !strings.Contains(text, evil) {
+		t.Errorf("text version altered the number:\n%s", text)
+	}
 }
 
 func TestNumberRemovedEmail(t *testing.T) {
-	deSubject, deText := NumberRemovedEmail("de", "+49 •••• 678")
-	enSubject, enText := NumberRemovedEmail("en", "+49 •••• 678")
+	deSubject, deText, deHTML := NumberRemovedEmail("de", "+49 •••• 678")
+	enSubject, enText, enHTML := NumberRemovedEmail("en", "+49 •••• 678")
 	for _, text := range []string{deText, enText} {
 		if !strings.Contains(text, "+49 •••• 678") {
 			t.Errorf("number missing:\n%s", text)
 		}
 	}
-	if deSubject == enSubject || deText == enText {
+	if deSubject == enSubject || deText == enText || deHTML == enHTML {
 		t.Error("texts do not differ by language")
+	}
+	for lang, doc := range map[string]string{"de": deHTML, "en": enHTML} {
+		checkEmailHTML(t, lang, doc, map[string]string{"de": deSubject, "en": enSubject}[lang])
+		if got := inner(t, doc, `id="number"[^>]*>(.*?)<`); got != "+49 •••• 678" {
+			t.Errorf("%s: number %q", lang, got)
+		}
+		if strings.Contains(doc, "<a ") {
+			t.Errorf("%s: the notice has a link:\n%s", lang, doc)
+		}
+	}
+	if _, _, doc := NumberRemovedEmail("fr", "x"); !strings.Contains(doc, `<html lang="en">`) {
+		t.Error("unsupported language does not fall back to English")
+	}
+}
+
+// TestHTMLMatchesText keeps the two versions of an e-mail saying the same:
+// every paragraph of the text version appears in the HTML one, once tags
+// are removed.
+func TestHTMLMatchesText(t *testing.T) {
+	const link = "https://example.test/confirm?token=abc&x=1"
+	blocks := regexp.MustCompile(`</?(p|br|h1|div)\b[^>]*>`)
+	tags := regexp.MustCompile(`<[^>]*>`)
+	space := regexp.MustCompile(`\s+`)
+	flat := func(s string) string { return strings.TrimSpace(space.ReplaceAllString(s, " ")) }
+	for _, lang := range []string{"de", "en"} {
+		_, cText, cHTML := ConfirmChangeEmail(lang, "+49 •••• 678", link, expires)
+		_, rText, rHTML := NumberRemovedEmail(lang, "+49 •••• 678")
+		for _, pair := range [][2]string{{cText, cHTML}, {rText, rHTML}} {
+			plain := flat(html.UnescapeString(tags.ReplaceAllString(blocks.ReplaceAllString(pair[1], " "), "")))
+			for _, para := range strings.Split(pair[0], "\n\n") {
+				if p := flat(para); !strings.Contains(plain, p) {
+					t.Errorf("%s: HTML lacks the paragraph %q", lang, p)
+				}
+			}
+		}
 	}
 }
 
@@ -207,6 +307,11 @@ func TestCodeSMS(t *testing.T) {
 	de, en := CodeSMS("de", "123456"), CodeSMS("en", "123456")
 	if de == en {
 		t.Error("SMS does not differ by language")
+	}
+	// The SMS says what the code is for, so a user who did not ask for it
+	// knows what someone is trying to do.
+	if !strings.Contains(de, "Telefonnummer") || !strings.Contains(en, "phone number") {
+		t.Errorf("SMS does not say what the code is for: %q, %q", de, en)
 	}
 	for _, s := range []string{de, en, CodeSMS("xx", "12345678")} {
 		if !strings.HasPrefix(s, "123456") {
