@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"path/filepath"
 
@@ -22,12 +21,43 @@ func (c channels) Send(ctx context.Context, m userphone.Message) error {
 	return c.email.Send(ctx, m)
 }
 
-// newSender picks the providers the configuration names; what it does not
-// name goes to the dev outbox.
+// newSender picks the providers the configuration names; a channel without
+// one goes to the dev outbox, with a notice that says so.
 func newSender(cfg config, log *slog.Logger) (userphone.Sender, error) {
 	outbox := delivery.NewOutbox(filepath.Join(cfg.DataDir, "outbox.jsonl"), log)
 	c := channels{email: outbox, sms: outbox}
-	log.Warn("no SMTP server or SMS provider configured: messages go to the dev outbox", "path", outbox.Path())
-	_ = fmt.Sprint
+
+	if cfg.SMTPURL == "" {
+		log.Warn("no SMTP server configured (USERPHONE_SMTP_URL): e-mails go to the dev outbox", "path", outbox.Path())
+	} else {
+		if cfg.MailFrom == "" {
+			return nil, &settingError{"USERPHONE_MAIL_FROM", "must be set with USERPHONE_SMTP_URL: the sender address, e.g. noreply@example.com"}
+		}
+		smtp, err := delivery.NewSMTP(delivery.SMTPConfig{URL: cfg.SMTPURL, From: cfg.MailFrom, TLSPolicy: cfg.SMTPTLS}, log)
+		if err != nil {
+			return nil, &settingError{"USERPHONE_SMTP_URL", err.Error()}
+		}
+		c.email = smtp
+	}
+
+	switch cfg.SMSProvider {
+	case "twilio":
+		tw, err := delivery.NewTwilio(delivery.TwilioConfig{
+			AccountSID: cfg.TwilioAccountSID, AuthToken: cfg.TwilioAuthToken,
+			From: cfg.TwilioFrom, MessagingServiceSID: cfg.TwilioMessagingServiceSID, APIURL: cfg.TwilioAPIURL,
+		}, log)
+		if err != nil {
+			return nil, &settingError{"USERPHONE_TWILIO_ACCOUNT_SID", err.Error()}
+		}
+		c.sms = tw
+	case "webhook":
+		wh, err := delivery.NewWebhook(delivery.WebhookConfig{URL: cfg.SMSWebhookURL, Secret: cfg.SMSWebhookSecret}, log)
+		if err != nil {
+			return nil, &settingError{"USERPHONE_SMS_WEBHOOK_URL", err.Error()}
+		}
+		c.sms = wh
+	default:
+		log.Warn("no SMS provider configured (USERPHONE_SMS_PROVIDER): SMS go to the dev outbox", "path", outbox.Path())
+	}
 	return c, nil
 }
