@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"log/slog"
 	"path/filepath"
 
@@ -9,23 +8,11 @@ import (
 	"github.com/pace/userphone/delivery"
 )
 
-// channels sends e-mail and SMS through their own providers.
-type channels struct {
-	email, sms userphone.Sender
-}
-
-func (c channels) Send(ctx context.Context, m userphone.Message) error {
-	if m.Channel == userphone.ChannelSMS {
-		return c.sms.Send(ctx, m)
-	}
-	return c.email.Send(ctx, m)
-}
-
 // newSender picks the providers the configuration names; a channel without
 // one goes to the dev outbox, with a notice that says so.
 func newSender(cfg config, log *slog.Logger) (userphone.Sender, error) {
 	outbox := delivery.NewOutbox(filepath.Join(cfg.DataDir, "outbox.jsonl"), log)
-	c := channels{email: outbox, sms: outbox}
+	c := delivery.Channels{Email: outbox, SMS: outbox}
 
 	if cfg.SMTPURL == "" {
 		log.Warn("no SMTP server configured (USERPHONE_SMTP_URL): e-mails go to the dev outbox", "path", outbox.Path())
@@ -37,7 +24,7 @@ func newSender(cfg config, log *slog.Logger) (userphone.Sender, error) {
 		if err != nil {
 			return nil, &settingError{"USERPHONE_SMTP_URL", err.Error()}
 		}
-		c.email = smtp
+		c.Email = smtp
 	}
 
 	switch cfg.SMSProvider {
@@ -49,13 +36,13 @@ func newSender(cfg config, log *slog.Logger) (userphone.Sender, error) {
 		if err != nil {
 			return nil, &settingError{"USERPHONE_TWILIO_ACCOUNT_SID", err.Error()}
 		}
-		c.sms = tw
+		c.SMS = tw
 	case "webhook":
 		wh, err := delivery.NewWebhook(delivery.WebhookConfig{URL: cfg.SMSWebhookURL, Secret: cfg.SMSWebhookSecret}, log)
 		if err != nil {
 			return nil, &settingError{"USERPHONE_SMS_WEBHOOK_URL", err.Error()}
 		}
-		c.sms = wh
+		c.SMS = wh
 	default:
 		log.Warn("no SMS provider configured (USERPHONE_SMS_PROVIDER): SMS go to the dev outbox", "path", outbox.Path())
 	}

@@ -189,4 +189,3 @@ func readParts(contentType, encoding string, body io.Reader, m *Mail) error {
 	}
 	return nil
 }
-
