@@ -29,8 +29,11 @@ import (
 	"github.com/pace/userphone/auth"
 	"github.com/pace/userphone/gen/api"
 	"github.com/pace/userphone/internal/testenv"
+	"github.com/pace/userphone/internal/testservers"
+	"github.com/pace/userphone/jobs"
 	"github.com/pace/userphone/phone"
 	"github.com/pace/userphone/server"
+	"github.com/pace/userphone/store/storetest"
 	"github.com/pace/userphone/templates"
 )
 
@@ -371,4 +374,45 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// The whole way a person goes: the link in the e-mail that a real SMTP
+// server received, opened in the browser, and the click on Confirm; the SMS
+// then reaches the provider.
+func TestTheLinkInTheReceivedEmailConfirmsInABrowser(t *testing.T) {
+	browser := startBrowser(t)
+	for _, d := range storetest.Dialects {
+		t.Run(string(d), func(t *testing.T) {
+			h, p := realDelivery(t, d, testservers.StartSMTP(t), jobs.Config{})
+			tab := openTab(t, browser)
+			tok, err := h.keys.Mint(userphone.Identity{Subject: "frida", Email: "frida@example.com", Locale: "de", Scopes: auth.AllScopes}, time.Hour, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.verifyNumberVia(p, tok, numberA)
+			if r := h.put(tok, numberB); r.StatusCode() != http.StatusCreated {
+				t.Fatalf("PUT new number: %d %s", r.StatusCode(), r.Body)
+			}
+			eventually(t, "the e-mail", func() bool { return len(p.smtp.To("frida@example.com")) == 1 })
+			mail := p.smtp.To("frida@example.com")[0]
+			href := regexp.MustCompile(`href="([^"]*/user/phone/confirm\?token=[^"]+)"`).FindStringSubmatch(mail.HTML)
+			if href == nil {
+				t.Fatalf("no confirmation link in the HTML part:\n%s", mail.HTML)
+			}
+			page := openPage(t, tab, html.UnescapeString(href[1]))
+			page.want(t, http.StatusOK, "de", templates.PageConfirm)
+			if p.smsTo(numberB) != 0 {
+				t.Fatal("opening the link sent an SMS")
+			}
+			resp, err := chromedp.RunResponse(tab, chromedp.Click(chromedp.ID("confirm")))
+			if err != nil {
+				t.Fatalf("clicking Confirm: %v", err)
+			}
+			readPage(t, tab, resp).want(t, http.StatusOK, "de", templates.PageConfirmed)
+			eventually(t, "the SMS", func() bool { return p.smsTo(numberB) == 1 })
+			if v := h.verify(tok, p.lastCode(t, numberB)); v.StatusCode() != http.StatusOK {
+				t.Fatalf("verify: %d %s", v.StatusCode(), v.Body)
+			}
+		})
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -128,6 +129,11 @@ func newHarness(t *testing.T, o options) *harness {
 		outbox: filepath.Join(o.cfg.DataDir, "outbox.jsonl")}
 	h.logs = &testWriter{t: t}
 	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	// Listen first, so that the links in e-mails point at this server.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	qcfg := o.queue
 	switch qcfg.Workers {
 	case 0:
@@ -150,7 +156,7 @@ func newHarness(t *testing.T, o options) *harness {
 	svc, err := flow.New(st, queue, flow.Config{
 		ProcessTTL: 24 * time.Hour, ResendCooldown: time.Minute, MaxCodeAttempts: 5,
 		Secret:     bytes.Repeat([]byte{7}, 32),
-		ConfirmURL: "http://userphone.test" + server.BasePath + "/user/phone/confirm",
+		ConfirmURL: "http://" + ln.Addr().String() + server.BasePath + "/user/phone/confirm",
 	}, log, clk.Now)
 	if err != nil {
 		t.Fatal(err)
@@ -179,7 +185,10 @@ func newHarness(t *testing.T, o options) *harness {
 			t.Fatal(err)
 		}
 	}
-	h.srv = httptest.NewServer(handler)
+	h.srv = httptest.NewUnstartedServer(handler)
+	h.srv.Listener.Close()
+	h.srv.Listener = ln
+	h.srv.Start()
 	h.base = h.srv.URL + server.BasePath
 	h.http = &http.Client{Transport: &specChecker{t: t, next: http.DefaultTransport, router: specRouter(t)}}
 	h.client, err = api.NewClientWithResponses(h.base, api.WithHTTPClient(h.http))
