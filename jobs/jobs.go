@@ -146,12 +146,8 @@ func (q *Queue) Migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil)
-	if err != nil {
+	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
 		return fmt.Errorf("migrate the job queue's tables: %w", err)
-	}
-	for _, v := range res.Versions {
-		q.log.Info("job queue migration applied", "version", v.Version)
 	}
 	return nil
 }

@@ -209,3 +209,44 @@ func TestSQLiteIsSetUpForAServer(t *testing.T) {
 		t.Fatalf("busy_timeout = %d (%v)", timeout, err)
 	}
 }
+
+func TestPurgeDeletesOnlyChangesThatEndedBeforeTheCutoff(t *testing.T) {
+	eachDialect(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		old := newChange("u1", "+4915112345678", userphone.StatusVerified)
+		closed := t0
+		old.ClosedAt = &closed
+		recent := newChange("u1", "+4915112345679", userphone.StatusCancelled)
+		later := t0.Add(48 * time.Hour)
+		recent.ClosedAt = &later
+		open := newChange("u1", "+4915112345670", userphone.StatusAwaitingCode)
+		var n int64
+		err := s.InTx(ctx, func(tx userphone.Tx) error {
+			if _, err := tx.UpsertUser(ctx, userphone.Identity{Subject: "u1"}, t0); err != nil {
+				return err
+			}
+			for _, c := range []*userphone.PhoneChange{old, recent, open} {
+				if err := tx.InsertChange(ctx, c); err != nil {
+					return err
+				}
+			}
+			var err error
+			n, err = tx.PurgeClosedBefore(ctx, t0.Add(24*time.Hour))
+			return err
+		})
+		if err != nil || n != 1 {
+			t.Fatalf("purged %d (%v), want 1", n, err)
+		}
+		_ = s.Read(ctx, func(tx userphone.Tx) error {
+			for _, c := range []*userphone.PhoneChange{recent, open} {
+				if got, _ := tx.ChangeByID(ctx, c.ID); got == nil {
+					t.Errorf("%s (%s) was purged", c.ID, c.Status)
+				}
+			}
+			if got, _ := tx.ChangeByID(ctx, old.ID); got != nil {
+				t.Error("the old change survived")
+			}
+			return nil
+		})
+	})
+}

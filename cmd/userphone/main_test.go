@@ -33,6 +33,11 @@ func TestABadSettingStopsStartupWithOneLineNamingIt(t *testing.T) {
 		"USERPHONE_LOG_FORMAT":        "xml",
 		"USERPHONE_SHUTDOWN_TIMEOUT":  "forever",
 		"USERPHONE_OIDC_AUDIENCE":     "userphone", // without an issuer
+		"USERPHONE_WORKERS":           "-1",
+		"USERPHONE_RETENTION":         "5m",
+		"USERPHONE_SMS_PROVIDER":      "pigeon",
+		"USERPHONE_SMTP_URL":          "smtp://127.0.0.1:2525", // without USERPHONE_MAIL_FROM
+		"USERPHONE_SMTP_TLS":          "sometimes",
 	} {
 		t.Run(name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

@@ -22,6 +22,12 @@ import (
 )
 
 func serve(ctx context.Context, cfg config, log *slog.Logger) error {
+	// Providers first: a bad setting must stop start-up before it touches
+	// the database.
+	sender, err := newSender(cfg, log)
+	if err != nil {
+		return err
+	}
 	st, queue, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -38,10 +44,6 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	// A client sends one token with each request until it expires; checking
 	// its signature every time would be half the cost of a request.
 	verifier = auth.Cached(verifier, 0, 0, nil)
-	sender, err := newSender(cfg, log)
-	if err != nil {
-		return err
-	}
 	svc, err := flow.New(st, queue, flow.Config{
 		ProcessTTL:      cfg.ProcessTTL,
 		ResendCooldown:  cfg.ResendCooldown,
