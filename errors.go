@@ -27,6 +27,8 @@ const (
 	CodeRateLimited              ErrorCode = "rate-limited"
 	CodeNotFound                 ErrorCode = "not-found"
 	CodeMethodNotAllowed         ErrorCode = "method-not-allowed"
+	CodeRequestTooLarge          ErrorCode = "request-too-large"
+	CodeCrossSiteRequest         ErrorCode = "cross-site-request"
 	CodeInternal                 ErrorCode = "internal-error"
 	CodeServiceUnavailable       ErrorCode = "service-unavailable"
 )

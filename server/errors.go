@@ -37,6 +37,8 @@ var errorKinds = map[userphone.ErrorCode]struct {
 	userphone.CodeRateLimited:              {http.StatusTooManyRequests, "Rate limited"},
 	userphone.CodeNotFound:                 {http.StatusNotFound, "Not found"},
 	userphone.CodeMethodNotAllowed:         {http.StatusMethodNotAllowed, "Method not allowed"},
+	userphone.CodeRequestTooLarge:          {http.StatusRequestEntityTooLarge, "Request too large"},
+	userphone.CodeCrossSiteRequest:         {http.StatusForbidden, "Cross-site request"},
 	userphone.CodeInternal:                 {http.StatusNotImplemented, "Internal server error"},
 	userphone.CodeServiceUnavailable:       {http.StatusServiceUnavailable, "Service unavailable"},
 }

@@ -45,7 +45,7 @@ func TestBadRequestsAreRefusedAndChangeNothing(t *testing.T) {
 			{"verify body an array", "PUT", verify, "application/json", `[]`, 400, userphone.CodeInvalidRequest, ""},
 			{"unknown member is fine but a wrong one is not", "PUT", verify, "application/json", `{"code":123456}`, 400, userphone.CodeInvalidRequest, "/code"},
 			{"verify body not JSON", "PUT", verify, "application/json", `code=123456`, 400, userphone.CodeInvalidRequest, ""},
-			{"body too large", "PUT", verify, "application/json", `{"code":"123456","pad":"` + strings.Repeat("x", 20<<10) + `"}`, 400, userphone.CodeInvalidRequest, ""},
+			{"body too large", "PUT", verify, "application/json", `{"code":"123456","pad":"` + strings.Repeat("x", 20<<10) + `"}`, 413, userphone.CodeRequestTooLarge, ""},
 			{"trailing data after the JSON", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{"phoneNumber":"+4915112345670"}}} xyz`, 400, userphone.CodeInvalidRequest, ""},
 			{"landline", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{"phoneNumber":"+49 30 12345678"}}}`, 422, userphone.CodeInvalidPhoneNumber, "/data/attributes/phoneNumber"},
 			{"invalid number", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{"phoneNumber":"+49 170 888 999 000"}}}`, 422, userphone.CodeInvalidPhoneNumber, "/data/attributes/phoneNumber"},

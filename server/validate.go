@@ -158,7 +158,7 @@ func requestError(err error) *userphone.Error {
 	var parseErr *openapi3filter.ParseError
 	switch {
 	case errors.As(re.Err, &maxBytes):
-		return userphone.Errorf(userphone.CodeInvalidRequest, "The body is larger than %d bytes.", maxBodyBytes)
+		return userphone.Errorf(userphone.CodeRequestTooLarge, "The body is larger than %d bytes.", maxBodyBytes)
 	case re.RequestBody == nil:
 		return userphone.Errorf(userphone.CodeInvalidRequest, "The request does not match the API's schema.")
 	case strings.HasPrefix(re.Reason, "header Content-Type has unexpected value"):

@@ -996,6 +996,8 @@ type UpdateUserPhoneResponse struct {
 	ApplicationvndApiJSON404 *ErrorDocument
 	// ApplicationvndApiJSON409 the response for an HTTP 409 `application/vnd.api+json` response
 	ApplicationvndApiJSON409 *Conflict
+	// ApplicationvndApiJSON413 the response for an HTTP 413 `application/vnd.api+json` response
+	ApplicationvndApiJSON413 *RequestTooLarge
 	// ApplicationvndApiJSON415 the response for an HTTP 415 `application/vnd.api+json` response
 	ApplicationvndApiJSON415 *UnsupportedMediaType
 	// ApplicationvndApiJSON422 the response for an HTTP 422 `application/vnd.api+json` response
@@ -1049,6 +1051,11 @@ func (r UpdateUserPhoneResponse) GetApplicationvndApiJSON404() *ErrorDocument {
 // GetApplicationvndApiJSON409 returns the response for an HTTP 409 `application/vnd.api+json` response
 func (r UpdateUserPhoneResponse) GetApplicationvndApiJSON409() *Conflict {
 	return r.ApplicationvndApiJSON409
+}
+
+// GetApplicationvndApiJSON413 returns the response for an HTTP 413 `application/vnd.api+json` response
+func (r UpdateUserPhoneResponse) GetApplicationvndApiJSON413() *RequestTooLarge {
+	return r.ApplicationvndApiJSON413
 }
 
 // GetApplicationvndApiJSON415 returns the response for an HTTP 415 `application/vnd.api+json` response
@@ -1196,6 +1203,10 @@ type ConfirmPhoneChangeResponse struct {
 	HTTPResponse *http.Response
 	// ApplicationvndApiJSON400 the response for an HTTP 400 `application/vnd.api+json` response
 	ApplicationvndApiJSON400 *BadRequest
+	// ApplicationvndApiJSON403 the response for an HTTP 403 `application/vnd.api+json` response
+	ApplicationvndApiJSON403 *CrossSiteRequest
+	// ApplicationvndApiJSON413 the response for an HTTP 413 `application/vnd.api+json` response
+	ApplicationvndApiJSON413 *RequestTooLarge
 	// ApplicationvndApiJSON415 the response for an HTTP 415 `application/vnd.api+json` response
 	ApplicationvndApiJSON415 *UnsupportedMediaType
 	// ApplicationvndApiJSON429 the response for an HTTP 429 `application/vnd.api+json` response
@@ -1213,6 +1224,16 @@ type ConfirmPhoneChangeResponse struct {
 // GetApplicationvndApiJSON400 returns the response for an HTTP 400 `application/vnd.api+json` response
 func (r ConfirmPhoneChangeResponse) GetApplicationvndApiJSON400() *BadRequest {
 	return r.ApplicationvndApiJSON400
+}
+
+// GetApplicationvndApiJSON403 returns the response for an HTTP 403 `application/vnd.api+json` response
+func (r ConfirmPhoneChangeResponse) GetApplicationvndApiJSON403() *CrossSiteRequest {
+	return r.ApplicationvndApiJSON403
+}
+
+// GetApplicationvndApiJSON413 returns the response for an HTTP 413 `application/vnd.api+json` response
+func (r ConfirmPhoneChangeResponse) GetApplicationvndApiJSON413() *RequestTooLarge {
+	return r.ApplicationvndApiJSON413
 }
 
 // GetApplicationvndApiJSON415 returns the response for an HTTP 415 `application/vnd.api+json` response
@@ -1299,6 +1320,8 @@ type VerifyUserPhoneResponse struct {
 	ApplicationvndApiJSON404 *ErrorDocument
 	// ApplicationvndApiJSON409 the response for an HTTP 409 `application/vnd.api+json` response
 	ApplicationvndApiJSON409 *Conflict
+	// ApplicationvndApiJSON413 the response for an HTTP 413 `application/vnd.api+json` response
+	ApplicationvndApiJSON413 *RequestTooLarge
 	// ApplicationvndApiJSON415 the response for an HTTP 415 `application/vnd.api+json` response
 	ApplicationvndApiJSON415 *UnsupportedMediaType
 	// ApplicationvndApiJSON422 the response for an HTTP 422 `application/vnd.api+json` response
@@ -1347,6 +1370,11 @@ func (r VerifyUserPhoneResponse) GetApplicationvndApiJSON404() *ErrorDocument {
 // GetApplicationvndApiJSON409 returns the response for an HTTP 409 `application/vnd.api+json` response
 func (r VerifyUserPhoneResponse) GetApplicationvndApiJSON409() *Conflict {
 	return r.ApplicationvndApiJSON409
+}
+
+// GetApplicationvndApiJSON413 returns the response for an HTTP 413 `application/vnd.api+json` response
+func (r VerifyUserPhoneResponse) GetApplicationvndApiJSON413() *RequestTooLarge {
+	return r.ApplicationvndApiJSON413
 }
 
 // GetApplicationvndApiJSON415 returns the response for an HTTP 415 `application/vnd.api+json` response
@@ -1767,6 +1795,13 @@ func ParseUpdateUserPhoneResponse(rsp *http.Response) (*UpdateUserPhoneResponse,
 		}
 		response.ApplicationvndApiJSON409 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest RequestTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationvndApiJSON413 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
 		var dest UnsupportedMediaType
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -1941,6 +1976,20 @@ func ParseConfirmPhoneChangeResponse(rsp *http.Response) (*ConfirmPhoneChangeRes
 		}
 		response.ApplicationvndApiJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest CrossSiteRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationvndApiJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest RequestTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationvndApiJSON413 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
 		var dest UnsupportedMediaType
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -2052,6 +2101,13 @@ func ParseVerifyUserPhoneResponse(rsp *http.Response) (*VerifyUserPhoneResponse,
 			return nil, err
 		}
 		response.ApplicationvndApiJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest RequestTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationvndApiJSON413 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
 		var dest UnsupportedMediaType

@@ -11,6 +11,7 @@ import (
 
 // Defines values for ErrorCode.
 const (
+	ErrorCodeCrossSiteRequest         ErrorCode = "cross-site-request"
 	ErrorCodeEmailConfirmationPending ErrorCode = "email-confirmation-pending"
 	ErrorCodeEmailRequired            ErrorCode = "email-required"
 	ErrorCodeInsufficientScope        ErrorCode = "insufficient-scope"
@@ -24,6 +25,7 @@ const (
 	ErrorCodeNotFound                 ErrorCode = "not-found"
 	ErrorCodePhoneNumberNotAllowed    ErrorCode = "phone-number-not-allowed"
 	ErrorCodeRateLimited              ErrorCode = "rate-limited"
+	ErrorCodeRequestTooLarge          ErrorCode = "request-too-large"
 	ErrorCodeServiceUnavailable       ErrorCode = "service-unavailable"
 	ErrorCodeTooManyAttempts          ErrorCode = "too-many-attempts"
 	ErrorCodeUnauthorized             ErrorCode = "unauthorized"
@@ -34,6 +36,8 @@ const (
 // Valid indicates whether the value is a known member of the ErrorCode enum.
 func (e ErrorCode) Valid() bool {
 	switch e {
+	case ErrorCodeCrossSiteRequest:
+		return true
 	case ErrorCodeEmailConfirmationPending:
 		return true
 	case ErrorCodeEmailRequired:
@@ -59,6 +63,8 @@ func (e ErrorCode) Valid() bool {
 	case ErrorCodePhoneNumberNotAllowed:
 		return true
 	case ErrorCodeRateLimited:
+		return true
+	case ErrorCodeRequestTooLarge:
 		return true
 	case ErrorCodeServiceUnavailable:
 		return true
@@ -151,6 +157,8 @@ type Error struct {
 	// | rate-limited | 429 | too many requests or messages; `Retry-After` says when to try again |
 	// | not-found | 404 | unknown route, or (CheckUserPhone) the user has no phone number |
 	// | method-not-allowed | 405 | the path exists but not with this method |
+	// | request-too-large | 413 | the body is larger than 16 KiB |
+	// | cross-site-request | 403 | the confirmation form was posted from another site |
 	// | internal-error | 501 | something unexpected; `detail` never leaks internals |
 	// | service-unavailable | 503 | the database cannot be reached |
 	Code ErrorCode `json:"code"`
@@ -203,6 +211,8 @@ type Error_Meta struct {
 // | rate-limited | 429 | too many requests or messages; `Retry-After` says when to try again |
 // | not-found | 404 | unknown route, or (CheckUserPhone) the user has no phone number |
 // | method-not-allowed | 405 | the path exists but not with this method |
+// | request-too-large | 413 | the body is larger than 16 KiB |
+// | cross-site-request | 403 | the confirmation form was posted from another site |
 // | internal-error | 501 | something unexpected; `detail` never leaks internals |
 // | service-unavailable | 503 | the database cannot be reached |
 type ErrorCode string
@@ -304,11 +314,17 @@ type BadRequest = ErrorDocument
 // Conflict A JSON:API error document. Every error response uses it.
 type Conflict = ErrorDocument
 
+// CrossSiteRequest A JSON:API error document. Every error response uses it.
+type CrossSiteRequest = ErrorDocument
+
 // Forbidden A JSON:API error document. Every error response uses it.
 type Forbidden = ErrorDocument
 
 // InternalError A JSON:API error document. Every error response uses it.
 type InternalError = ErrorDocument
+
+// RequestTooLarge A JSON:API error document. Every error response uses it.
+type RequestTooLarge = ErrorDocument
 
 // ServiceUnavailable A JSON:API error document. Every error response uses it.
 type ServiceUnavailable = ErrorDocument

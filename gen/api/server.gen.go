@@ -215,6 +215,8 @@ type BadRequestApplicationVndAPIPlusJSONResponse ErrorDocument
 
 type ConflictApplicationVndAPIPlusJSONResponse ErrorDocument
 
+type CrossSiteRequestApplicationVndAPIPlusJSONResponse ErrorDocument
+
 type ForbiddenResponseHeaders struct {
 	WWWAuthenticate string
 }
@@ -243,6 +245,8 @@ type HTMLPageTexthtmlResponse struct {
 }
 
 type InternalErrorApplicationVndAPIPlusJSONResponse ErrorDocument
+
+type RequestTooLargeApplicationVndAPIPlusJSONResponse ErrorDocument
 
 type ServiceUnavailableResponseHeaders struct {
 	RetryAfter int
@@ -524,6 +528,22 @@ func (response UpdateUserPhone409ApplicationVndAPIPlusJSONResponse) VisitUpdateU
 	return err
 }
 
+type UpdateUserPhone413ApplicationVndAPIPlusJSONResponse struct {
+	RequestTooLargeApplicationVndAPIPlusJSONResponse
+}
+
+func (response UpdateUserPhone413ApplicationVndAPIPlusJSONResponse) VisitUpdateUserPhoneResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/vnd.api+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UpdateUserPhone415ApplicationVndAPIPlusJSONResponse struct {
 	UnsupportedMediaTypeApplicationVndAPIPlusJSONResponse
 }
@@ -773,6 +793,22 @@ func (response ConfirmPhoneChange400ApplicationVndAPIPlusJSONResponse) VisitConf
 	return err
 }
 
+type ConfirmPhoneChange403ApplicationVndAPIPlusJSONResponse struct {
+	CrossSiteRequestApplicationVndAPIPlusJSONResponse
+}
+
+func (response ConfirmPhoneChange403ApplicationVndAPIPlusJSONResponse) VisitConfirmPhoneChangeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/vnd.api+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ConfirmPhoneChange404TexthtmlResponse struct{ HTMLNotFoundTexthtmlResponse }
 
 func (response ConfirmPhoneChange404TexthtmlResponse) VisitConfirmPhoneChangeResponse(w http.ResponseWriter) error {
@@ -804,6 +840,22 @@ func (response ConfirmPhoneChange410TexthtmlResponse) VisitConfirmPhoneChangeRes
 		defer closer.Close()
 	}
 	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type ConfirmPhoneChange413ApplicationVndAPIPlusJSONResponse struct {
+	RequestTooLargeApplicationVndAPIPlusJSONResponse
+}
+
+func (response ConfirmPhoneChange413ApplicationVndAPIPlusJSONResponse) VisitConfirmPhoneChangeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/vnd.api+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
 	return err
 }
 
@@ -971,6 +1023,22 @@ func (response VerifyUserPhone409ApplicationVndAPIPlusJSONResponse) VisitVerifyU
 	}
 	w.Header().Set("Content-Type", "application/vnd.api+json")
 	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type VerifyUserPhone413ApplicationVndAPIPlusJSONResponse struct {
+	RequestTooLargeApplicationVndAPIPlusJSONResponse
+}
+
+func (response VerifyUserPhone413ApplicationVndAPIPlusJSONResponse) VisitVerifyUserPhoneResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/vnd.api+json")
+	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
 }
