@@ -156,6 +156,8 @@ type Outgoing struct {
 	// Number moved to another account (ChangeID is that account's change).
 	UserID string `json:"user_id,omitempty"`
 	Number string `json:"number,omitempty"`
+	// RequestID ties the delivery to the request in the audit trail.
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // ErrPermanent marks a delivery failure that no retry can fix.
@@ -197,8 +199,20 @@ type Tx interface {
 	// TakeVerifiedNumber makes number the user's verified number and removes
 	// it from any other user, whom it returns so they can be told.
 	TakeVerifiedNumber(ctx context.Context, userID, number string, now time.Time) (previousOwners []User, err error)
-	// ExpireDue closes every open change whose time limit has passed.
-	ExpireDue(ctx context.Context, now time.Time) (int64, error)
-	// PurgeClosedBefore deletes changes that ended before t.
+	// ExpireDue closes every open change whose time limit has passed, and
+	// returns them.
+	ExpireDue(ctx context.Context, now time.Time) ([]PhoneChange, error)
+	// PurgeClosedBefore deletes changes that ended before t, and events
+	// older than t.
 	PurgeClosedBefore(ctx context.Context, t time.Time) (int64, error)
+	// AddEvent appends to the audit trail.
+	AddEvent(ctx context.Context, e Event) error
+	// CountEvents counts the events q selects, and returns the oldest one's
+	// time, which tells when a limit on them frees up.
+	CountEvents(ctx context.Context, q EventQuery) (n int, oldest time.Time, err error)
+	// Events returns a user's trail, oldest first.
+	Events(ctx context.Context, userID string) ([]Event, error)
+	// LockNumber serialises, across replicas, the transactions that send to
+	// one number, so that a per-number limit holds exactly.
+	LockNumber(ctx context.Context, number string) error
 }

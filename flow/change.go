@@ -15,31 +15,40 @@ import (
 // false when the number already is the user's verified number, true when a
 // change is pending.
 func (s *Service) RequestChange(ctx context.Context, id userphone.Identity, rawNumber string) (p userphone.Phone, created bool, err error) {
+	// Refusals are recorded after the rollback; see recordRefusal.
 	number, err := phone.Normalize(rawNumber)
 	if err != nil {
 		return userphone.Phone{}, false, err
 	}
+	if err := s.checkRegion(number); err != nil {
+		return userphone.Phone{}, false, err
+	}
+	defer func() { s.recordRefusal(ctx, id.Subject, number, err) }()
 	err = s.inTx(ctx, func(tx userphone.Tx, now time.Time) error {
 		user, err := tx.UpsertUser(ctx, id, now)
 		if err != nil {
 			return err
 		}
-		open, err := openChange(ctx, tx, user.ID, now)
+		open, err := s.openChange(ctx, tx, user.ID, now)
 		if err != nil {
 			return err
 		}
 		switch {
 		case number == user.PhoneNumber:
 			if open != nil {
-				open.Close(userphone.StatusCancelled, userphone.CancelAlreadyVerified, now)
-				open.UpdatedAt = now
-				if err := tx.SaveChange(ctx, open); err != nil {
+				if err := s.cancel(ctx, tx, open, userphone.CancelAlreadyVerified, now); err != nil {
 					return err
 				}
 			}
 			p, created = view(user, nil), false
 			return nil
 		case open != nil && open.PhoneNumber == number:
+			if err := s.coolDown(open, now); err != nil {
+				return err
+			}
+			if err := s.requested(ctx, tx, user.ID, open, now); err != nil {
+				return err
+			}
 			if err := s.resend(ctx, tx, open, user, now); err != nil {
 				return err
 			}
@@ -52,15 +61,16 @@ func (s *Service) RequestChange(ctx context.Context, id userphone.Identity, rawN
 		if open != nil {
 			// Superseded first: the store allows one open change per user.
 			// Should the new change fail below, the rollback restores it.
-			open.Close(userphone.StatusCancelled, userphone.CancelSuperseded, now)
-			open.UpdatedAt = now
-			if err := tx.SaveChange(ctx, open); err != nil {
+			if err := s.cancel(ctx, tx, open, userphone.CancelSuperseded, now); err != nil {
 				return err
 			}
 		}
 		c := &userphone.PhoneChange{
 			ID: uuid.NewString(), UserID: user.ID, PhoneNumber: number,
 			CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(s.cfg.ProcessTTL),
+		}
+		if err := s.requested(ctx, tx, user.ID, c, now); err != nil {
+			return err
 		}
 		if user.PhoneNumber != "" {
 			// Someone holding only a stolen token must not be able to move a
@@ -80,17 +90,23 @@ func (s *Service) RequestChange(ctx context.Context, id userphone.Identity, rawN
 	return p, created, err
 }
 
-// resend sends the current step's message again, once the cool-down since
-// the last one has passed.
+// resend sends the current step's message again; the caller has checked
+// the cool-down.
 func (s *Service) resend(ctx context.Context, tx userphone.Tx, c *userphone.PhoneChange, user userphone.User, now time.Time) error {
-	if err := s.coolDown(c, now); err != nil {
-		return err
-	}
 	c.UpdatedAt = now
 	if c.Status == userphone.StatusAwaitingEmailConfirmation {
 		return s.issueEmail(ctx, tx, c, user, now)
 	}
 	return s.issueCode(ctx, tx, c, now)
+}
+
+// requested checks the user's limits and records a request that will send
+// a message for c.
+func (s *Service) requested(ctx context.Context, tx userphone.Tx, userID string, c *userphone.PhoneChange, now time.Time) error {
+	if err := s.checkUserLimits(ctx, tx, userID, now); err != nil {
+		return err
+	}
+	return s.record(ctx, tx, userphone.EventRequested, userID, c, "", "", now)
 }
 
 // coolDown refuses a message for c while its last one is fresher than the

@@ -73,14 +73,15 @@ func (s *Service) Confirm(ctx context.Context, token string) (Confirmation, erro
 		}
 		if conf, err = describe(ctx, tx, c, now); err != nil || conf.State != LinkValid {
 			if conf.State == LinkExpired && c.Status.Open() {
-				c.Close(userphone.StatusExpired, "", now)
-				c.UpdatedAt = now
-				return tx.SaveChange(ctx, c)
+				return s.expire(ctx, tx, c, now)
 			}
 			return err
 		}
 		c.Status = userphone.StatusAwaitingCode
 		c.UpdatedAt = now
+		if err := s.record(ctx, tx, userphone.EventEmailConfirmed, c.UserID, c, "", "", now); err != nil {
+			return err
+		}
 		if err := s.issueCode(ctx, tx, c, now); err != nil {
 			return err
 		}

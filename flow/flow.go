@@ -28,6 +28,7 @@ type Config struct {
 	// ConfirmURL is the absolute URL of the confirmation page; the e-mail
 	// link is ConfirmURL?token=….
 	ConfirmURL string
+	Limits     Limits
 }
 
 // Queue takes messages to send in the transaction of the state change that
@@ -93,8 +94,15 @@ func (s *Service) clock() time.Time { return s.now().UTC().Truncate(time.Microse
 func (s *Service) SweepExpired(ctx context.Context) (int64, error) {
 	var n int64
 	err := s.store.InTx(ctx, func(tx userphone.Tx) error {
-		var err error
-		n, err = tx.ExpireDue(ctx, s.clock())
+		now := s.clock()
+		expired, err := tx.ExpireDue(ctx, now)
+		for i := range expired {
+			c := &expired[i]
+			if err == nil {
+				err = s.record(ctx, tx, userphone.EventExpired, c.UserID, c, "", "sweep", now)
+			}
+		}
+		n = int64(len(expired))
 		return err
 	})
 	return n, err
@@ -125,15 +133,33 @@ func view(u userphone.User, open *userphone.PhoneChange) userphone.Phone {
 
 // openChange returns the user's open change, closing it first if its time
 // limit has passed.
-func openChange(ctx context.Context, tx userphone.Tx, userID string, now time.Time) (*userphone.PhoneChange, error) {
+func (s *Service) openChange(ctx context.Context, tx userphone.Tx, userID string, now time.Time) (*userphone.PhoneChange, error) {
 	c, err := tx.OpenChange(ctx, userID)
 	if err != nil || c == nil {
 		return nil, err
 	}
 	if c.ExpiredAt(now) {
-		c.Close(userphone.StatusExpired, "", now)
-		c.UpdatedAt = now
-		return nil, tx.SaveChange(ctx, c)
+		return nil, s.expire(ctx, tx, c, now)
 	}
 	return c, nil
+}
+
+// expire closes c as expired and records it.
+func (s *Service) expire(ctx context.Context, tx userphone.Tx, c *userphone.PhoneChange, now time.Time) error {
+	c.Close(userphone.StatusExpired, "", now)
+	c.UpdatedAt = now
+	if err := tx.SaveChange(ctx, c); err != nil {
+		return err
+	}
+	return s.record(ctx, tx, userphone.EventExpired, c.UserID, c, "", "", now)
+}
+
+// cancel closes c as cancelled for reason and records it.
+func (s *Service) cancel(ctx context.Context, tx userphone.Tx, c *userphone.PhoneChange, reason string, now time.Time) error {
+	c.Close(userphone.StatusCancelled, reason, now)
+	c.UpdatedAt = now
+	if err := tx.SaveChange(ctx, c); err != nil {
+		return err
+	}
+	return s.record(ctx, tx, userphone.EventCancelled, c.UserID, c, "", reason, now)
 }

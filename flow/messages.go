@@ -28,15 +28,28 @@ func (s *Service) issueEmail(ctx context.Context, tx userphone.Tx, c *userphone.
 	}
 	n := s.markSent(c, now)
 	c.EmailTokenHash = s.tokenHash(s.emailToken(c.ID, n))
-	return s.queue.Enqueue(ctx, tx, userphone.Outgoing{Kind: KindConfirmChange, ChangeID: c.ID, MessageNo: n})
+	if err := s.record(ctx, tx, userphone.EventEmailSent, user.ID, c, "", "", now); err != nil {
+		return err
+	}
+	return s.queue.Enqueue(ctx, tx, s.outgoing(ctx, KindConfirmChange, c, n))
+}
+
+func (s *Service) outgoing(ctx context.Context, kind string, c *userphone.PhoneChange, n int) userphone.Outgoing {
+	return userphone.Outgoing{Kind: kind, ChangeID: c.ID, MessageNo: n, RequestID: userphone.RequestMetaFrom(ctx).ID}
 }
 
 // issueCode gives c a new message number, and so a new code that voids the
 // previous one, and queues the SMS.
 func (s *Service) issueCode(ctx context.Context, tx userphone.Tx, c *userphone.PhoneChange, now time.Time) error {
+	if err := s.checkSMSLimits(ctx, tx, c.PhoneNumber, now); err != nil {
+		return err
+	}
 	n := s.markSent(c, now)
 	c.CodeHash = s.codeHash(c.ID, s.smsCode(c.ID, n))
-	return s.queue.Enqueue(ctx, tx, userphone.Outgoing{Kind: KindCode, ChangeID: c.ID, MessageNo: n})
+	if err := s.record(ctx, tx, userphone.EventSMSSent, c.UserID, c, "", "", now); err != nil {
+		return err
+	}
+	return s.queue.Enqueue(ctx, tx, s.outgoing(ctx, KindCode, c, n))
 }
 
 func (s *Service) markSent(c *userphone.PhoneChange, now time.Time) int {
@@ -123,10 +136,12 @@ func (s *Service) DeliveryFailed(ctx context.Context, m userphone.Outgoing, reas
 		if err != nil || c == nil || !c.Status.Open() || c.Sends != m.MessageNo {
 			return err
 		}
-		c.Close(userphone.StatusCancelled, userphone.CancelDeliveryFailed+": "+reason, now)
-		c.UpdatedAt = now
 		s.log.Warn("phone change cancelled: its message could not be delivered", "change", c.ID, "kind", m.Kind, "reason", reason)
-		return tx.SaveChange(ctx, c)
+		ctx := userphone.WithRequestMeta(ctx, userphone.RequestMeta{ID: m.RequestID})
+		if err := s.record(ctx, tx, userphone.EventDeliveryFailed, c.UserID, c, "", reason, now); err != nil {
+			return err
+		}
+		return s.cancel(ctx, tx, c, userphone.CancelDeliveryFailed+": "+reason, now)
 	})
 }
 

@@ -31,15 +31,23 @@ func (s *Service) Verify(ctx context.Context, id userphone.Identity, code string
 		c.UpdatedAt = now
 		switch {
 		case c.ExpiredAt(now):
-			c.Close(userphone.StatusExpired, "", now)
 			outcome = expired()
-			return tx.SaveChange(ctx, c)
+			return s.expire(ctx, tx, c, now)
 		case c.Status == userphone.StatusAwaitingEmailConfirmation:
 			return userphone.Errorf(userphone.CodeEmailConfirmationPending,
 				"Confirm the change with the link in the e-mail first; the SMS with the code follows.")
 		case !hmac.Equal(s.codeHash(c.ID, code), c.CodeHash):
 			outcome = s.wrongCode(c, now)
-			return tx.SaveChange(ctx, c)
+			if err := tx.SaveChange(ctx, c); err != nil {
+				return err
+			}
+			if err := s.record(ctx, tx, userphone.EventVerifyFailed, user.ID, c, "", "", now); err != nil {
+				return err
+			}
+			if c.Status == userphone.StatusCancelled {
+				return s.record(ctx, tx, userphone.EventCancelled, user.ID, c, "", c.CancelReason, now)
+			}
+			return nil
 		}
 		previous, err := tx.TakeVerifiedNumber(ctx, user.ID, c.PhoneNumber, now)
 		if err != nil {
@@ -49,10 +57,17 @@ func (s *Service) Verify(ctx context.Context, id userphone.Identity, code string
 		if err := tx.SaveChange(ctx, c); err != nil {
 			return err
 		}
+		if err := s.record(ctx, tx, userphone.EventVerified, user.ID, c, "", "", now); err != nil {
+			return err
+		}
 		for _, prev := range previous {
 			s.log.Info("verified number moved to another user", "change", c.ID)
+			if err := s.record(ctx, tx, userphone.EventMovedAway, prev.ID, c, "", "", now); err != nil {
+				return err
+			}
 			err := s.queue.Enqueue(ctx, tx, userphone.Outgoing{
 				Kind: KindNumberRemoved, ChangeID: c.ID, UserID: prev.ID, Number: c.PhoneNumber,
+				RequestID: userphone.RequestMetaFrom(ctx).ID,
 			})
 			if err != nil {
 				return err

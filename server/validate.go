@@ -57,6 +57,9 @@ func (v *validator) handle(c *gin.Context) {
 		return
 	}
 	c.Set(operationIDKey, route.Operation.OperationID)
+	// The flow records the request's id and the client in its audit trail.
+	c.Request = c.Request.WithContext(userphone.WithRequestMeta(c.Request.Context(),
+		userphone.RequestMeta{ID: requestID(c), ClientIP: c.ClientIP()}))
 	if scopes, secured := requiredScopes(route); secured {
 		id, err := v.authenticate(c, scopes)
 		if err != nil {

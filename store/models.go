@@ -81,3 +81,24 @@ func utcPtr(t *time.Time) *time.Time {
 	v := dbTime(*t)
 	return &v
 }
+
+type eventRow struct {
+	ID           int64 `gorm:"primaryKey"`
+	At           time.Time
+	Kind         string
+	UserID       string
+	ChangeID     string
+	PhoneNumber  string
+	RequestID    string
+	ClientIPHash string
+	Detail       string
+}
+
+func (eventRow) TableName() string { return "phone_events" }
+
+func (r eventRow) domain() userphone.Event {
+	return userphone.Event{
+		At: r.At.UTC(), Kind: userphone.EventKind(r.Kind), UserID: r.UserID, ChangeID: r.ChangeID,
+		PhoneNumber: r.PhoneNumber, RequestID: r.RequestID, ClientIPHash: r.ClientIPHash, Detail: r.Detail,
+	}
+}

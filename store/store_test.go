@@ -150,7 +150,7 @@ func TestExpireDueClosesOnlyOverdueOpenChanges(t *testing.T) {
 		due := newChange("u1", "+4915112345678", userphone.StatusAwaitingCode)
 		notDue := newChange("u2", "+4915112345679", userphone.StatusAwaitingCode)
 		notDue.ExpiresAt = t0.Add(48 * time.Hour)
-		var n int64
+		var n int
 		err := s.InTx(ctx, func(tx userphone.Tx) error {
 			for _, id := range []string{"u1", "u2"} {
 				if _, err := tx.UpsertUser(ctx, userphone.Identity{Subject: id}, t0); err != nil {
@@ -163,8 +163,8 @@ func TestExpireDueClosesOnlyOverdueOpenChanges(t *testing.T) {
 			if err := tx.InsertChange(ctx, notDue); err != nil {
 				return err
 			}
-			var err error
-			n, err = tx.ExpireDue(ctx, t0.Add(24*time.Hour))
+			expired, err := tx.ExpireDue(ctx, t0.Add(24*time.Hour))
+			n = len(expired)
 			return err
 		})
 		if err != nil || n != 1 {

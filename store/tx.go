@@ -167,21 +167,35 @@ func (t *tx) TakeVerifiedNumber(ctx context.Context, userID, number string, now 
 	return previous, nil
 }
 
-func (t *tx) ExpireDue(ctx context.Context, now time.Time) (int64, error) {
+func (t *tx) ExpireDue(ctx context.Context, now time.Time) ([]userphone.PhoneChange, error) {
 	now = dbTime(now)
-	res := t.db.WithContext(ctx).Model(&changeRow{}).
-		Where("status IN ? AND expires_at <= ?", userphone.OpenStatuses, now).
+	var rows []changeRow
+	due := t.forUpdate().WithContext(ctx).Where("status IN ? AND expires_at <= ?", userphone.OpenStatuses, now)
+	if err := due.Find(&rows).Error; err != nil || len(rows) == 0 {
+		return nil, err
+	}
+	ids := make([]string, len(rows))
+	out := make([]userphone.PhoneChange, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
+		out[i] = *r.domain()
+	}
+	err := t.db.WithContext(ctx).Model(&changeRow{}).Where("id IN ?", ids).
 		Updates(map[string]any{
 			"status": string(userphone.StatusExpired), "closed_at": now, "updated_at": now,
 			"code_hash": nil, "version": gorm.Expr("version + 1"),
-		})
-	return res.RowsAffected, res.Error
+		}).Error
+	return out, err
 }
 
 func (t *tx) PurgeClosedBefore(ctx context.Context, before time.Time) (int64, error) {
 	res := t.db.WithContext(ctx).Where("status NOT IN ? AND closed_at < ?", userphone.OpenStatuses, dbTime(before)).
 		Delete(&changeRow{})
-	return res.RowsAffected, res.Error
+	if res.Error != nil {
+		return 0, res.Error
+	}
+	err := t.db.WithContext(ctx).Where("at < ?", dbTime(before)).Delete(&eventRow{}).Error
+	return res.RowsAffected, err
 }
 
 // SQLTx is the database/sql transaction under this one, so that a job

@@ -1,0 +1,61 @@
+package store
+
+import (
+	"context"
+	"hash/fnv"
+	"time"
+
+	"github.com/pace/userphone"
+)
+
+func (t *tx) AddEvent(ctx context.Context, e userphone.Event) error {
+	row := eventRow{
+		At: dbTime(e.At), Kind: string(e.Kind), UserID: e.UserID, ChangeID: e.ChangeID,
+		PhoneNumber: e.PhoneNumber, RequestID: e.RequestID, ClientIPHash: e.ClientIPHash, Detail: e.Detail,
+	}
+	return t.db.WithContext(ctx).Create(&row).Error
+}
+
+func (t *tx) CountEvents(ctx context.Context, q userphone.EventQuery) (int, time.Time, error) {
+	db := t.db.WithContext(ctx).Model(&eventRow{}).Where("kind = ? AND at > ?", string(q.Kind), dbTime(q.Since))
+	if q.UserID != "" {
+		db = db.Where("user_id = ?", q.UserID)
+	}
+	if q.PhoneNumber != "" {
+		db = db.Where("phone_number = ?", q.PhoneNumber)
+	}
+	var res struct {
+		N      int
+		Oldest *time.Time
+	}
+	if err := db.Select("COUNT(*) AS n, MIN(at) AS oldest").Scan(&res).Error; err != nil {
+		return 0, time.Time{}, err
+	}
+	if res.Oldest == nil {
+		return res.N, time.Time{}, nil
+	}
+	return res.N, res.Oldest.UTC(), nil
+}
+
+func (t *tx) Events(ctx context.Context, userID string) ([]userphone.Event, error) {
+	var rows []eventRow
+	if err := t.db.WithContext(ctx).Where("user_id = ?", userID).Order("at, id").Find(&rows).Error; err != nil {
+		return nil, err
+	}
+	out := make([]userphone.Event, len(rows))
+	for i, r := range rows {
+		out[i] = r.domain()
+	}
+	return out, nil
+}
+
+// LockNumber takes a transaction-scoped advisory lock on PostgreSQL. On
+// SQLite the transaction already holds the database's only write lock.
+func (t *tx) LockNumber(ctx context.Context, number string) error {
+	if t.dialect != Postgres || !t.locking {
+		return nil
+	}
+	h := fnv.New64a()
+	h.Write([]byte("userphone-number:" + number))
+	return t.db.WithContext(ctx).Exec("SELECT pg_advisory_xact_lock(?)", int64(h.Sum64())).Error
+}
