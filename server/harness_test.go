@@ -91,6 +91,8 @@ type options struct {
 	ready func() error
 	// sender replaces the dev outbox, e.g. with real SMTP and SMS providers.
 	sender userphone.Sender
+	// limits are the flow's abuse limits; off unless a test sets them.
+	limits flow.Limits
 	// queue tunes the job queue; its defaults suit tests. Workers -1
 	// makes an API-only replica.
 	queue jobs.Config
@@ -157,6 +159,7 @@ func newHarness(t *testing.T, o options) *harness {
 		ProcessTTL: 24 * time.Hour, ResendCooldown: time.Minute, MaxCodeAttempts: 5,
 		Secret:     bytes.Repeat([]byte{7}, 32),
 		ConfirmURL: "http://" + ln.Addr().String() + server.BasePath + "/user/phone/confirm",
+		Limits:     o.limits,
 	}, log, clk.Now)
 	if err != nil {
 		t.Fatal(err)
@@ -243,6 +246,8 @@ func (w *testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
+
+func (w *testWriter) has(s string) bool { return strings.Contains(w.String(), s) }
 
 func (w *testWriter) String() string {
 	w.mu.Lock()

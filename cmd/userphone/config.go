@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/hex"
 	"fmt"
+	"github.com/nyaruka/phonenumbers"
+	"github.com/pace/userphone/flow"
 	"github.com/pace/userphone/jobs"
 	"log/slog"
 	"net"
@@ -46,8 +48,13 @@ type config struct {
 	TwilioAPIURL               string
 	SMSWebhookURL              string
 	SMSWebhookSecret           string
-	LogLevel                   slog.Level
-	LogFormat                  string
+	// Abuse limits; 0 turns one off.
+	Limits         flow.Limits
+	IPRate         float64
+	IPBurst        int
+	TrustedProxies []string
+	LogLevel       slog.Level
+	LogFormat      string
 }
 
 // settingError names the variable at fault; main prints it on one line and
@@ -92,6 +99,25 @@ func loadConfig(getenv func(string) string) (config, error) {
 		SMSWebhookURL:             r.str("USERPHONE_SMS_WEBHOOK_URL", ""),
 		SMSWebhookSecret:          r.str("USERPHONE_SMS_WEBHOOK_SECRET", ""),
 	}
+	c.Limits = flow.Limits{
+		// A person changes their number a few times a year; 5 an hour and
+		// 10 a day leave room for typos and resends, and none for a script.
+		ChangesPerHour: r.integer("USERPHONE_LIMIT_CHANGES_PER_HOUR", 5, 0, 1000),
+		ChangesPerDay:  r.integer("USERPHONE_LIMIT_CHANGES_PER_DAY", 10, 0, 10000),
+		// A phone needs one code, maybe a resend or two; more, from any
+		// number of accounts, is pumping.
+		SMSPerNumberPerHour: r.integer("USERPHONE_LIMIT_SMS_PER_NUMBER_PER_HOUR", 3, 0, 1000),
+		SMSPerNumberPerDay:  r.integer("USERPHONE_LIMIT_SMS_PER_NUMBER_PER_DAY", 10, 0, 10000),
+		// A ceiling on the SMS bill whatever else fails; raise it with
+		// traffic.
+		SMSPerHour:     r.integer("USERPHONE_LIMIT_SMS_PER_HOUR", 1000, 0, 10_000_000),
+		AllowedRegions: r.regions("USERPHONE_ALLOWED_REGIONS"),
+	}
+	// A client app makes a handful of calls per screen; 20/s with bursts
+	// of 40 never touches a person and slows a script to a crawl.
+	c.IPRate = float64(r.integer("USERPHONE_LIMIT_IP_RATE", 20, 0, 100000))
+	c.IPBurst = r.integer("USERPHONE_LIMIT_IP_BURST", 40, 1, 100000)
+	c.TrustedProxies = r.cidrs("USERPHONE_TRUSTED_PROXIES")
 	c.LogLevel = r.level("USERPHONE_LOG_LEVEL")
 	c.Secret = r.secret("USERPHONE_SECRET")
 	if r.err != nil {
@@ -227,6 +253,40 @@ func (r *reader) level(name string) slog.Level {
 		r.fail(name, "%q is not a log level; use debug, info, warn or error", v)
 	}
 	return l
+}
+
+// regions reads a comma-separated list of ISO 3166 regions, e.g. "DE,AT".
+func (r *reader) regions(name string) []string {
+	var out []string
+	for _, f := range strings.Split(r.getenv(name), ",") {
+		f = strings.ToUpper(strings.TrimSpace(f))
+		if f == "" {
+			continue
+		}
+		if phonenumbers.GetCountryCodeForRegion(f) == 0 {
+			r.fail(name, "%q is not a region libphonenumber knows; use ISO 3166 codes such as DE,AT,CH", f)
+			return nil
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// cidrs reads a comma-separated list of CIDRs or addresses.
+func (r *reader) cidrs(name string) []string {
+	var out []string
+	for _, f := range strings.Split(r.getenv(name), ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if _, _, err := net.ParseCIDR(f); err != nil && net.ParseIP(f) == nil {
+			r.fail(name, "%q is not a CIDR or IP address; use e.g. 10.0.0.0/8,127.0.0.1", f)
+			return nil
+		}
+		out = append(out, f)
+	}
+	return out
 }
 
 // secretBytes is the least key length for the HMACs of codes and tokens:

@@ -21,6 +21,8 @@ Usage:
   userphone token --sub ID --email ADDR [--locale de] [--scope "..."] [--ttl 1h]
                          print a dev bearer token
   userphone migrate      apply the database migrations and exit
+  userphone audit --sub ID
+                         print one user's audit trail
 
 Configuration comes from USERPHONE_* environment variables; see README.md.
 `
@@ -55,6 +57,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = migrate(ctx, cfg, log)
 	case "token":
 		err = token(cfg, args, stdout, stderr)
+	case "audit":
+		err = audit(ctx, cfg, args, log, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "userphone: unknown command %q\n\n%s", cmd, usage)
 		return 2

@@ -22,22 +22,25 @@ func env(vars map[string]string) func(string) string {
 
 func TestABadSettingStopsStartupWithOneLineNamingIt(t *testing.T) {
 	for name, value := range map[string]string{
-		"USERPHONE_ADDR":              "8080",
-		"USERPHONE_DATABASE_URL":      "mysql://root@localhost/test",
-		"USERPHONE_PUBLIC_URL":        "ftp://example.com",
-		"USERPHONE_PROCESS_TTL":       "a day",
-		"USERPHONE_RESEND_COOLDOWN":   "-1s",
-		"USERPHONE_MAX_CODE_ATTEMPTS": "0",
-		"USERPHONE_SECRET":            "tooshort",
-		"USERPHONE_LOG_LEVEL":         "loud",
-		"USERPHONE_LOG_FORMAT":        "xml",
-		"USERPHONE_SHUTDOWN_TIMEOUT":  "forever",
-		"USERPHONE_OIDC_AUDIENCE":     "userphone", // without an issuer
-		"USERPHONE_WORKERS":           "-1",
-		"USERPHONE_RETENTION":         "5m",
-		"USERPHONE_SMS_PROVIDER":      "pigeon",
-		"USERPHONE_SMTP_URL":          "smtp://127.0.0.1:2525", // without USERPHONE_MAIL_FROM
-		"USERPHONE_SMTP_TLS":          "sometimes",
+		"USERPHONE_ADDR":               "8080",
+		"USERPHONE_DATABASE_URL":       "mysql://root@localhost/test",
+		"USERPHONE_PUBLIC_URL":         "ftp://example.com",
+		"USERPHONE_PROCESS_TTL":        "a day",
+		"USERPHONE_RESEND_COOLDOWN":    "-1s",
+		"USERPHONE_MAX_CODE_ATTEMPTS":  "0",
+		"USERPHONE_SECRET":             "tooshort",
+		"USERPHONE_LOG_LEVEL":          "loud",
+		"USERPHONE_LOG_FORMAT":         "xml",
+		"USERPHONE_SHUTDOWN_TIMEOUT":   "forever",
+		"USERPHONE_OIDC_AUDIENCE":      "userphone", // without an issuer
+		"USERPHONE_WORKERS":            "-1",
+		"USERPHONE_RETENTION":          "5m",
+		"USERPHONE_SMS_PROVIDER":       "pigeon",
+		"USERPHONE_SMTP_URL":           "smtp://127.0.0.1:2525", // without USERPHONE_MAIL_FROM
+		"USERPHONE_SMTP_TLS":           "sometimes",
+		"USERPHONE_ALLOWED_REGIONS":    "DE,Germany",
+		"USERPHONE_TRUSTED_PROXIES":    "10.0.0.0/33",
+		"USERPHONE_LIMIT_SMS_PER_HOUR": "-5",
 	} {
 		t.Run(name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -47,6 +50,23 @@ func TestABadSettingStopsStartupWithOneLineNamingIt(t *testing.T) {
 				t.Fatalf("exit %d, stderr %q; want 2 and one line naming %s", code, stderr.String(), name)
 			}
 		})
+	}
+}
+
+// Every limit is on unless an operator turns it off.
+func TestLimitsAreOnByDefault(t *testing.T) {
+	cfg, err := loadConfig(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := cfg.Limits
+	if l.ChangesPerHour != 5 || l.ChangesPerDay != 10 || l.SMSPerNumberPerHour != 3 || l.SMSPerNumberPerDay != 10 ||
+		l.SMSPerHour != 1000 || cfg.IPRate != 20 || cfg.IPBurst != 40 || cfg.ResendCooldown != time.Minute || cfg.MaxCodeAttempts != 5 {
+		t.Fatalf("defaults: %+v, ip %v/%d", l, cfg.IPRate, cfg.IPBurst)
+	}
+	cfg, err = loadConfig(env(map[string]string{"USERPHONE_ALLOWED_REGIONS": "de, AT", "USERPHONE_TRUSTED_PROXIES": "10.0.0.0/8,127.0.0.1"}))
+	if err != nil || len(cfg.Limits.AllowedRegions) != 2 || cfg.Limits.AllowedRegions[0] != "DE" || len(cfg.TrustedProxies) != 2 {
+		t.Fatalf("lists: %+v %v (%v)", cfg.Limits.AllowedRegions, cfg.TrustedProxies, err)
 	}
 }
 

@@ -50,6 +50,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		MaxCodeAttempts: cfg.MaxCodeAttempts,
 		Secret:          secret,
 		ConfirmURL:      cfg.PublicURL + server.BasePath + "/user/phone/confirm",
+		Limits:          cfg.Limits,
 	}, log, nil)
 	if err != nil {
 		return err
