@@ -1,0 +1,282 @@
+//go:build unix
+
+// Package sdk_test runs the TypeScript SDK's own tests (node --test) against
+// a real userphone binary, so the SDK, its generated types and the server
+// cannot drift apart unnoticed.
+package sdk_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pace/userphone/internal/testenv"
+)
+
+// The generate script must write here, so the test can point it elsewhere.
+const schemaFile = "src/schema.d.ts"
+
+func TestTypeScriptSDKRunsTheWholeFlow(t *testing.T) {
+	for _, tool := range []string{"node", "npm"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			testenv.Missing(t, tool, err)
+		}
+	}
+	sdkDir, err := filepath.Abs(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	repoRoot := filepath.Join(sdkDir, "..", "..")
+	tmp := t.TempDir()
+
+	step(t, "npm ci", func() { npmCI(t, sdkDir) })
+	step(t, "npm run build", func() { npm(t, sdkDir, 2*time.Minute, nil, "run", "build") })
+	step(t, "npm run generate reproduces "+schemaFile, func() { checkGenerated(t, sdkDir, tmp) })
+
+	bin := filepath.Join(tmp, "userphone")
+	step(t, "go build ./cmd/userphone", func() {
+		build := exec.Command(goTool(t), "build", "-o", bin, "./cmd/userphone")
+		build.Dir = repoRoot
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("go build: %v\n%s", err, out)
+		}
+	})
+
+	dataDir := filepath.Join(tmp, "data")
+	var base string
+	step(t, "start the server", func() { base = startServer(t, bin, dataDir) })
+
+	step(t, "npm test", func() {
+		npm(t, sdkDir, 2*time.Minute, map[string]string{
+			"USERPHONE_SDK_BASE_URL": base + "/user/2021-2",
+			"USERPHONE_SDK_DATA_DIR": dataDir,
+			"USERPHONE_SDK_BIN":      bin,
+		}, "test")
+	})
+}
+
+// step runs f and logs how long it took.
+func step(t *testing.T, name string, f func()) {
+	t.Helper()
+	start := time.Now()
+	f()
+	t.Logf("%s: %v", name, time.Since(start).Round(time.Millisecond))
+}
+
+// npmCI installs the locked dependencies unless node_modules already holds
+// exactly this lock file's install: a stamp records the lock file's hash
+// and the Node version after a successful npm ci, which removes
+// node_modules (and so the stamp) first.
+func npmCI(t *testing.T, sdkDir string) {
+	lock, err := os.ReadFile(filepath.Join(sdkDir, "package-lock.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeVersion, err := exec.Command("node", "--version").Output()
+	if err != nil {
+		t.Fatalf("node --version: %v", err)
+	}
+	sum := sha256.Sum256(append(lock, nodeVersion...))
+	want := hex.EncodeToString(sum[:])
+	stamp := filepath.Join(sdkDir, "node_modules", ".userphone-sdk-installed")
+	if got, err := os.ReadFile(stamp); err == nil && string(got) == want {
+		t.Log("node_modules matches package-lock.json: npm ci skipped")
+	} else {
+		// No scripts: no locked package needs one, and none should run in CI.
+		npm(t, sdkDir, 5*time.Minute, nil, "ci", "--ignore-scripts", "--prefer-offline", "--no-audit", "--no-fund")
+		if err := os.WriteFile(stamp, []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Go walks node_modules for ./... (it skips only ., _ and testdata):
+	// a package that ships .go files would break go vet ./... and go test ./...
+	err = filepath.WalkDir(filepath.Join(sdkDir, "node_modules"), func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".go") {
+			t.Errorf("%s: a .go file in node_modules breaks go ./... patterns", path)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkGenerated runs package.json's generate script with its output
+// pointed at a temporary file and compares that with the committed one.
+func checkGenerated(t *testing.T, sdkDir, tmp string) {
+	var pkg struct {
+		Scripts map[string]string `json:"scripts"`
+	}
+	raw, err := os.ReadFile(filepath.Join(sdkDir, "package.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &pkg); err != nil {
+		t.Fatalf("package.json: %v", err)
+	}
+	script := pkg.Scripts["generate"]
+	if strings.Count(script, " -o "+schemaFile) != 1 {
+		t.Fatalf("the generate script %q does not write %s with -o", script, schemaFile)
+	}
+	out := filepath.Join(tmp, "schema.d.ts")
+	npm(t, sdkDir, time.Minute, nil, "exec", "--offline", "--call", strings.Replace(script, " -o "+schemaFile, " -o "+out, 1))
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed, err := os.ReadFile(filepath.Join(sdkDir, schemaFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, committed) {
+		t.Fatalf("%s is stale: run npm run generate in sdk/typescript and commit the result", schemaFile)
+	}
+}
+
+// npm runs npm in dir with the given variables on top of an environment
+// without USERPHONE_* (a developer's settings must not reach the server's
+// CLI through the tests), and fails the test with npm's output if it fails.
+func npm(t *testing.T, dir string, timeout time.Duration, vars map[string]string, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "npm", args...)
+	cmd.Dir = dir
+	cmd.Env = cleanEnv(vars)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	// npm starts node, which starts a process per test file: on a timeout
+	// the whole group goes, and Wait does not hang on their pipes.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	err := cmd.Run()
+	if err != nil || testing.Verbose() {
+		t.Logf("npm %s:\n%s", strings.Join(args, " "), out.String())
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("npm %s did not finish within %v", strings.Join(args, " "), timeout)
+	}
+	if err != nil {
+		t.Fatalf("npm %s: %v", strings.Join(args, " "), err)
+	}
+}
+
+// startServer starts bin on a free loopback port with SQLite in dataDir,
+// waits until it is ready, and stops it when the test ends. Its output is
+// shown if the test fails, or if it logged an error.
+func startServer(t *testing.T, bin, dataDir string) string {
+	addr := freeAddr(t)
+	cmd := exec.Command(bin, "serve")
+	cmd.Env = cleanEnv(map[string]string{"USERPHONE_ADDR": addr, "USERPHONE_DATA_DIR": dataDir})
+	var log syncBuffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(20 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-exited
+			t.Error("the server did not stop within 20 s of SIGTERM")
+		}
+		if t.Failed() {
+			t.Logf("server output:\n%s", log.String())
+		} else if strings.Contains(log.String(), "level=ERROR") {
+			t.Errorf("the server logged errors:\n%s", log.String())
+		}
+	})
+
+	base := "http://" + addr
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		select {
+		case err := <-exited:
+			exited <- err // for the cleanup
+			t.Fatalf("the server exited before it was ready: %v", err)
+		default:
+		}
+		resp, err := http.Get(base + "/health/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return base
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server was not ready within 60 s: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func cleanEnv(vars map[string]string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "USERPHONE_") {
+			env = append(env, kv)
+		}
+	}
+	for k, v := range vars {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func goTool(t *testing.T) string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	p := filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("cannot find the go command to build the server: %v", err)
+	}
+	return p
+}
+
+// syncBuffer is a bytes.Buffer that a process's stdout and stderr, and
+// the test, can use at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
