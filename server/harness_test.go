@@ -322,16 +322,25 @@ func (s *specChecker) check(req *http.Request, reqBody []byte, resp *http.Respon
 	})
 }
 
+// errorDocumentSchema is parsed once: the spec is large, and every error
+// response of every test is checked against it.
+var errorDocumentSchema = sync.OnceValue(func() *openapi3.Schema {
+	doc, err := api.GetSwagger()
+	if err != nil {
+		panic(err)
+	}
+	return doc.Components.Schemas["ErrorDocument"].Value
+})
+
 func checkErrorDocument(body []byte, contentType string) error {
 	if contentType != "application/vnd.api+json" {
 		return &userphone.Error{Detail: "content type " + contentType + ", want application/vnd.api+json"}
 	}
-	doc, _ := api.GetSwagger()
 	var v any
 	if err := json.Unmarshal(body, &v); err != nil {
 		return err
 	}
-	return doc.Components.Schemas["ErrorDocument"].Value.VisitJSON(v)
+	return errorDocumentSchema().VisitJSON(v)
 }
 
 // Tokens and requests.

@@ -8,7 +8,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -31,6 +33,19 @@ type Config struct {
 	Log      *slog.Logger
 	// Ready reports whether the service can serve; nil means always.
 	Ready func(context.Context) error
+
+	// IPRate is how many requests per second one client address may make
+	// on average (a token bucket's refill rate), in this process; 0 turns
+	// the limit off. IPBurst is the bucket's size, what a client may send
+	// at once; below 1 it is one second's worth (IPRate, at least 1). The
+	// caller's defaults are 20 and 40. /health/* is never limited.
+	IPRate  float64
+	IPBurst int
+	// TrustedProxies lists the proxies (CIDRs or addresses) whose
+	// X-Forwarded-For names the client: the right-most address in it that
+	// is not a trusted proxy is the client. Empty trusts none; the TCP
+	// peer is then the client, and X-Forwarded-For is ignored.
+	TrustedProxies []string
 }
 
 // New returns the service's HTTP handler.
@@ -47,7 +62,38 @@ func New(cfg Config) (http.Handler, error) {
 	engine.HandleMethodNotAllowed = true
 	engine.RedirectTrailingSlash = false
 	engine.RedirectFixedPath = false
-	engine.Use(requestIDs, accessLog(log), gin.CustomRecoveryWithWriter(nil, recovered), securityHeaders)
+	// The client's address, for the limit and the audit trail: the TCP
+	// peer, unless that is a trusted proxy; then X-Forwarded-For, read from
+	// the right and skipping trusted proxies. Nothing else is believed
+	// (gin's defaults trust every peer and X-Real-IP as well).
+	if err := engine.SetTrustedProxies(cfg.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("trusted proxies: %w", err)
+	}
+	engine.ForwardedByClientIP = true
+	engine.RemoteIPHeaders = []string{"X-Forwarded-For"}
+	engine.TrustedPlatform = "" // an appengine build would trust X-Appengine-Remote-Addr
+	for _, p := range cfg.TrustedProxies {
+		if prefix, err := netip.ParsePrefix(p); err == nil && prefix.Bits() == 0 {
+			log.Warn("the trusted proxies include every address, so any client can choose the address it is limited and audited by", "trusted_proxy", p)
+		}
+	}
+
+	// Every response, a 429 included, carries the request id and the
+	// security headers and gets its access-log line; the client limit
+	// comes next, so a refused request costs no token check, validation or
+	// database work.
+	middleware := []gin.HandlerFunc{requestIDs, securityHeaders, accessLog(log), gin.CustomRecoveryWithWriter(nil, recovered)}
+	switch {
+	case cfg.IPRate < 0 || math.IsNaN(cfg.IPRate) || math.IsInf(cfg.IPRate, 0):
+		return nil, fmt.Errorf("the per-client request rate %v is not a rate; 0 turns the limit off", cfg.IPRate)
+	case cfg.IPRate > 0:
+		burst := cfg.IPBurst
+		if burst < 1 {
+			burst = max(int(math.Ceil(cfg.IPRate)), 1)
+		}
+		middleware = append(middleware, newIPLimiter(cfg.IPRate, burst, nil).limitClients)
+	}
+	engine.Use(middleware...)
 	engine.NoRoute(notFound)
 	engine.NoMethod(methodNotAllowed)
 
@@ -76,7 +122,10 @@ func New(cfg Config) (http.Handler, error) {
 	})
 	// The validator runs as route middleware, before the generated wrapper
 	// binds parameters, so every request meets the spec's checks first.
-	api.RegisterHandlersWithOptions(engine.Group("", v.handle), strict, api.GinServerOptions{
+	// Before it, the confirmation form is refused when another site posted
+	// it.
+	confirmForm := sameOriginOnly(http.MethodPost, BasePath+"/user/phone/confirm")
+	api.RegisterHandlersWithOptions(engine.Group("", confirmForm, v.handle), strict, api.GinServerOptions{
 		BaseURL: BasePath,
 		ErrorHandler: func(c *gin.Context, err error, _ int) {
 			writeError(c, requestError(err))

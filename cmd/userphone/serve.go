@@ -55,12 +55,13 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	handler, err := server.New(server.Config{Flow: svc, Verifier: verifier, Log: log, Ready: func(ctx context.Context) error {
-		if err := keysReady(); err != nil {
-			return err
-		}
-		return st.Ping(ctx)
-	}})
+	handler, err := server.New(server.Config{Flow: svc, Verifier: verifier, Log: log,
+		IPRate: cfg.IPRate, IPBurst: cfg.IPBurst, TrustedProxies: cfg.TrustedProxies, Ready: func(ctx context.Context) error {
+			if err := keysReady(); err != nil {
+				return err
+			}
+			return st.Ping(ctx)
+		}})
 	if err != nil {
 		return err
 	}

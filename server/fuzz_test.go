@@ -1,0 +1,334 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+
+	"github.com/pace/userphone"
+	"github.com/pace/userphone/auth"
+	"github.com/pace/userphone/flow"
+	"github.com/pace/userphone/gen/api"
+	"github.com/pace/userphone/server"
+	"github.com/pace/userphone/store"
+)
+
+// The fuzz targets drive the real handler in process, on a SQLite store of
+// their own, with the flow's limits and cool-down off so that 429s do not
+// hide the paths behind them (a 429 is still an acceptable answer). Every
+// answer must be:
+//
+//   - never a panic and never a 5xx;
+//   - a 4xx as a JSON:API error document with application/vnd.api+json,
+//     its status matching, or the confirmation pages' 404 and 410 as HTML;
+//   - documented by the spec for the operation, headers and body included.
+//
+// The corpora's bodies may hold the placeholders CODE and TOKEN: each input
+// runs against a fresh user, and they are replaced with that user's real
+// SMS code and e-mail token, so that the fuzzer starts from requests that
+// reach the flow's success paths and mutates around them.
+//
+//	go test -run '^$' -fuzz '^FuzzVerifyBody$' -fuzztime 60s ./server/
+
+func FuzzUpdateUserPhoneBody(f *testing.F) {
+	env := newFuzzEnv(f)
+	// A few users that the inputs take turns on, so that a PUT meets a
+	// pending change, a verified number or both. Every other one starts
+	// with a verified number, so a new number needs the e-mail step.
+	const users = 8
+	toks := make([]string, users)
+	for i := range users {
+		id := env.identity(fmt.Sprintf("put-%d", i))
+		if i%2 == 0 {
+			env.verifiedUser(f, id, fmt.Sprintf("+4915100%06d", i))
+		}
+		toks[i] = env.token(f, id)
+	}
+	n := 0
+	f.Fuzz(func(t *testing.T, contentType string, body []byte) {
+		contentType, ok := headerValue(contentType)
+		if !ok {
+			t.Skip("net/http refuses such a header value before a handler sees it")
+		}
+		n++
+		env.do(t, "PUT", server.BasePath+"/user/phone", contentType, body, toks[n%users])
+	})
+}
+
+func FuzzVerifyBody(f *testing.F) {
+	env := newFuzzEnv(f)
+	f.Fuzz(func(t *testing.T, contentType string, body []byte) {
+		contentType, ok := headerValue(contentType)
+		if !ok {
+			t.Skip("net/http refuses such a header value before a handler sees it")
+		}
+		// A fresh user with a first number that waits for its code.
+		id := env.identity("verify")
+		p, _, err := env.flow.RequestChange(context.Background(), id, env.number("+49151"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		code := codeInSMS.FindStringSubmatch(env.message(t, p.Pending.ID).Text)
+		if code == nil {
+			t.Fatal("no code in the SMS")
+		}
+		body = bytes.ReplaceAll(body, []byte("CODE"), []byte(code[1]))
+		env.do(t, "PUT", server.BasePath+"/user/phone/verify", contentType, body, env.token(t, id))
+	})
+}
+
+func FuzzConfirmForm(f *testing.F) {
+	env := newFuzzEnv(f)
+	f.Fuzz(func(t *testing.T, contentType string, body []byte, query string) {
+		contentType, ok := headerValue(contentType)
+		if !ok {
+			t.Skip("net/http refuses such a header value before a handler sees it")
+		}
+		// A fresh user with a verified number and a change to another one
+		// that waits for the e-mail link.
+		id := env.identity("confirm")
+		env.verifiedUser(t, id, env.number("+49151"))
+		p, _, err := env.flow.RequestChange(context.Background(), id, env.number("+49157"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		link := tokenInLink.FindStringSubmatch(env.message(t, p.Pending.ID).Text)
+		if link == nil {
+			t.Fatal("no link in the e-mail")
+		}
+		query = strings.ReplaceAll(query, "TOKEN", link[1])
+		body = bytes.ReplaceAll(body, []byte("TOKEN"), []byte(link[1]))
+
+		// The page first, as a browser would: it must change nothing.
+		if u, err := url.ParseRequestURI(server.BasePath + "/user/phone/confirm?" + query); err == nil && !strings.ContainsAny(query, " \t") {
+			env.doURL(t, "GET", u, "", nil, "")
+		}
+		env.do(t, "POST", server.BasePath+"/user/phone/confirm", contentType, body, "")
+	})
+}
+
+// fuzzEnv is the service as the harness builds it, less what needs a
+// *testing.T, set up once per fuzzing process.
+type fuzzEnv struct {
+	handler http.Handler
+	flow    *flow.Service
+	store   *store.Store
+	keys    *auth.DevKeys
+	router  routers.Router
+	queue   *recordingQueue
+	n       int
+	// errorDocument is the spec's ErrorDocument schema.
+	errorDocument *openapi3.Schema
+}
+
+func newFuzzEnv(tb testing.TB) *fuzzEnv {
+	tb.Helper()
+	dir := tb.TempDir()
+	st, err := store.Open(store.Config{DataDir: dir})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	if err := st.Migrate(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	keys, err := auth.LoadOrCreateDevKeys(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	queue := &recordingQueue{sent: map[string]userphone.Outgoing{}}
+	svc, err := flow.New(st, queue, flow.Config{
+		// No cool-down and no limits: a user's second request must not
+		// be a 429 that hides what lies behind it.
+		ProcessTTL: 24 * time.Hour, ResendCooldown: 0, MaxCodeAttempts: 5,
+		Secret:     bytes.Repeat([]byte{7}, 32),
+		ConfirmURL: "http://userphone.test" + server.BasePath + "/user/phone/confirm",
+	}, nil, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// IPRate 0: every input comes from the same address.
+	handler, err := server.New(server.Config{Flow: svc, Verifier: keys.Verifier(auth.Policy{}, nil, nil), Ready: st.Ping})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	doc, err := api.GetSwagger()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	doc.Servers = openapi3.Servers{{URL: server.BasePath}}
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &fuzzEnv{handler: handler, flow: svc, store: st, keys: keys, router: router, queue: queue,
+		errorDocument: doc.Components.Schemas["ErrorDocument"].Value}
+}
+
+// recordingQueue stands in for the job queue: it keeps each change's newest
+// message, which the targets compose to read codes and links.
+type recordingQueue struct {
+	mu   sync.Mutex
+	sent map[string]userphone.Outgoing
+}
+
+func (q *recordingQueue) Enqueue(_ context.Context, _ userphone.Tx, m userphone.Outgoing) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.sent) > 10_000 {
+		clear(q.sent) // the PUT target never reads them
+	}
+	q.sent[m.ChangeID] = m
+	return nil
+}
+
+// message composes the newest message of a change, as the worker would.
+func (e *fuzzEnv) message(t testing.TB, changeID string) userphone.Message {
+	t.Helper()
+	e.queue.mu.Lock()
+	m, ok := e.queue.sent[changeID]
+	delete(e.queue.sent, changeID)
+	e.queue.mu.Unlock()
+	if !ok {
+		t.Fatalf("no message for change %s", changeID)
+	}
+	msg, current, err := e.flow.Compose(context.Background(), m)
+	if err != nil || !current {
+		t.Fatalf("compose %+v: current %v, %v", m, current, err)
+	}
+	return msg
+}
+
+// identity returns a new user.
+func (e *fuzzEnv) identity(prefix string) userphone.Identity {
+	e.n++
+	sub := fmt.Sprintf("fuzz-%s-%d", prefix, e.n)
+	return userphone.Identity{Subject: sub, Email: sub + "@example.com", Scopes: auth.AllScopes}
+}
+
+// number returns a mobile number that no other user of this process has.
+func (e *fuzzEnv) number(prefix string) string {
+	e.n++
+	return fmt.Sprintf("%s%08d", prefix, e.n%100_000_000)
+}
+
+func (e *fuzzEnv) token(t testing.TB, id userphone.Identity) string {
+	t.Helper()
+	tok, err := e.keys.Mint(id, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// verifiedUser gives id a verified number, straight in the store.
+func (e *fuzzEnv) verifiedUser(t testing.TB, id userphone.Identity, number string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := e.store.InTx(ctx, func(tx userphone.Tx) error {
+		if _, err := tx.UpsertUser(ctx, id, time.Now()); err != nil {
+			return err
+		}
+		_, err := tx.TakeVerifiedNumber(ctx, id.Subject, number, time.Now())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *fuzzEnv) do(t *testing.T, method, path, contentType string, body []byte, token string) {
+	t.Helper()
+	e.doURL(t, method, &url.URL{Path: path}, contentType, body, token)
+}
+
+// doURL serves one request and checks the answer's properties.
+func (e *fuzzEnv) doURL(t *testing.T, method string, u *url.URL, contentType string, body []byte, token string) {
+	t.Helper()
+	req := httptest.NewRequest(method, "/", bytes.NewReader(body))
+	req.URL, req.RequestURI = u, u.RequestURI()
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	rec := httptest.NewRecorder()
+	e.handler.ServeHTTP(rec, req)
+	resp := rec.Result()
+	got := rec.Body.Bytes()
+	where := fmt.Sprintf("%s %s (Content-Type %q, body %q) → %d %s", method, u, contentType, body, resp.StatusCode, got)
+
+	if resp.StatusCode >= 500 {
+		t.Fatalf("%s: a server error", where)
+	}
+	ct := resp.Header.Get("Content-Type")
+	if resp.StatusCode >= 400 {
+		page := u.Path == server.BasePath+"/user/phone/confirm" &&
+			(resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone)
+		if page {
+			if !strings.HasPrefix(ct, "text/html") {
+				t.Fatalf("%s: the page is %q, want text/html", where, ct)
+			}
+		} else {
+			if ct != "application/vnd.api+json" {
+				t.Fatalf("%s: content type %q, want application/vnd.api+json", where, ct)
+			}
+			var v any
+			if err := json.Unmarshal(got, &v); err != nil {
+				t.Fatalf("%s: not JSON: %v", where, err)
+			}
+			if err := e.errorDocument.VisitJSON(v); err != nil {
+				t.Fatalf("%s: not a JSON:API error document: %v", where, err)
+			}
+			var doc api.ErrorDocument
+			if err := json.Unmarshal(got, &doc); err != nil || len(doc.Errors) != 1 || doc.Errors[0].Status != strconv.Itoa(resp.StatusCode) {
+				t.Fatalf("%s: the error's status does not match (%v)", where, err)
+			}
+		}
+	}
+
+	// The spec documents the answer: its status for the operation, its
+	// headers and its body.
+	check := httptest.NewRequest(method, "/", bytes.NewReader(body))
+	check.URL, check.Header = u, req.Header
+	route, params, err := e.router.FindRoute(check)
+	if err != nil {
+		t.Fatalf("%s: not an operation of the spec: %v", where, err)
+	}
+	if err := openapi3filter.ValidateResponse(context.Background(), &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: check, PathParams: params, Route: route},
+		Status:                 resp.StatusCode,
+		Header:                 resp.Header,
+		Body:                   io.NopCloser(bytes.NewReader(got)),
+		Options:                &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
+	}); err != nil {
+		t.Fatalf("%s: breaks the spec: %v", where, err)
+	}
+}
+
+// headerValue returns a header value as net/http's server would hand it to
+// a handler (without surrounding blanks), or false when the server would
+// refuse the request for it.
+func headerValue(v string) (string, bool) {
+	for i := 0; i < len(v); i++ {
+		if b := v[i]; (b < ' ' && b != '\t') || b == 0x7f {
+			return "", false
+		}
+	}
+	return strings.Trim(v, " \t"), true
+}
