@@ -113,9 +113,10 @@ func TestLimitsHoldAcrossTwoInstancesOnOneDatabase(t *testing.T) {
 		t.Run(string(d), func(t *testing.T) {
 			t.Parallel()
 			cfg := storetest.Config(t, d)
-			limits := flow.Limits{SMSPerNumberPerHour: 2}
+			limits := flow.Limits{SMSPerNumberPerHour: 2, ChangesPerHour: 2, SMSPerHour: 5}
 			a := newHarness(t, options{cfg: cfg, limits: limits})
 			b := newHarness(t, options{cfg: cfg, limits: limits, clk: a.clock})
+			// SMS per number: one on each instance, the third refused.
 			if r := a.put(a.token("x1", ""), numberA); r.StatusCode() != http.StatusCreated {
 				t.Fatalf("a: %d", r.StatusCode())
 			}
@@ -124,6 +125,24 @@ func TestLimitsHoldAcrossTwoInstancesOnOneDatabase(t *testing.T) {
 			}
 			r := a.put(a.token("x3", ""), numberA)
 			wantError(t, 429, r.StatusCode(), r.Body, userphone.CodeRateLimited)
+			// Changes per user: one on each instance, the third refused.
+			a.clock.Advance(61 * time.Second)
+			if r := a.put(a.token("x4", ""), "+4915112345621"); r.StatusCode() != http.StatusCreated {
+				t.Fatalf("a: %d %s", r.StatusCode(), r.Body)
+			}
+			a.clock.Advance(61 * time.Second)
+			if r := b.put(b.token("x4", ""), "+4915112345622"); r.StatusCode() != http.StatusCreated {
+				t.Fatalf("b: %d %s", r.StatusCode(), r.Body)
+			}
+			a.clock.Advance(61 * time.Second)
+			r = a.put(a.token("x4", ""), "+4915112345623")
+			wantError(t, 429, r.StatusCode(), r.Body, userphone.CodeRateLimited)
+			// The global budget (5): four SMS so far; one more, then none.
+			if r := b.put(b.token("x5", ""), "+4915112345624"); r.StatusCode() != http.StatusCreated {
+				t.Fatalf("b: %d %s", r.StatusCode(), r.Body)
+			}
+			r = a.put(a.token("x6", ""), "+4915112345625")
+			wantError(t, 503, r.StatusCode(), r.Body, userphone.CodeServiceUnavailable)
 		})
 	}
 }
