@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -188,7 +187,7 @@ func startBrowser(t *testing.T) context.Context {
 	if err != nil {
 		testenv.Missing(t, "Chromium", err)
 	}
-	var output lockedBuffer
+	var output testenv.SyncBuffer
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),
 		chromedp.Headless,
@@ -355,25 +354,6 @@ func saveScreenshot(t *testing.T, tab context.Context, name string) {
 		}
 		t.Logf("screenshot: %s", file)
 	}
-}
-
-// lockedBuffer collects the browser's output, which arrives from another
-// goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // The whole way a person goes: the link in the e-mail that a real SMTP

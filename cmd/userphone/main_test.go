@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pace/userphone/auth"
+	"github.com/pace/userphone/internal/testenv"
 	"github.com/pace/userphone/store"
 	"github.com/pace/userphone/store/storetest"
 )
@@ -136,10 +137,10 @@ func TestServeStopsCleanlyWhenAsked(t *testing.T) {
 	addr := freeAddr(t)
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
-	var stderr bytes.Buffer
+	var stderr testenv.SyncBuffer
 	done := make(chan int)
 	go func() {
-		done <- run(ctx, nil, env(map[string]string{"USERPHONE_ADDR": addr, "USERPHONE_DATA_DIR": dir}), os.Stdout, &syncWriter{w: &stderr})
+		done <- run(ctx, nil, env(map[string]string{"USERPHONE_ADDR": addr, "USERPHONE_DATA_DIR": dir}), os.Stdout, &stderr)
 	}()
 	waitReady(t, "http://"+addr)
 	cancel() // what SIGTERM does through signal.NotifyContext

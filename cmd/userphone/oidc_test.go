@@ -13,6 +13,7 @@ import (
 	"github.com/pace/userphone"
 	"github.com/pace/userphone/auth"
 	"github.com/pace/userphone/auth/authtest"
+	"github.com/pace/userphone/internal/testenv"
 )
 
 // The command itself, pointed at a local issuer: its tokens work, dev
@@ -26,9 +27,9 @@ func TestServeAgainstALocalOIDCIssuer(t *testing.T) {
 		"USERPHONE_OIDC_ISSUER": iss.URL(), "USERPHONE_OIDC_AUDIENCE": authtest.Audience,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	var logs bytes.Buffer
+	var logs testenv.SyncBuffer
 	done := make(chan int, 1)
-	go func() { done <- run(ctx, nil, env(vars), os.Stdout, &syncWriter{w: &logs}) }()
+	go func() { done <- run(ctx, nil, env(vars), os.Stdout, &logs) }()
 	defer func() { cancel(); <-done }()
 	waitReady(t, "http://"+addr)
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -35,11 +34,11 @@ func TestREADMEWalkthrough(t *testing.T) {
 	script = strings.ReplaceAll(script, "127.0.0.1:8080", addr)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	var serverLog bytes.Buffer
+	var serverLog testenv.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"serve"}, env(map[string]string{"USERPHONE_ADDR": addr, "USERPHONE_DATA_DIR": filepath.Join(dir, "data")}),
-			os.Stdout, &syncWriter{w: &serverLog})
+			os.Stdout, &serverLog)
 	}()
 	defer func() { cancel(); <-done }()
 	waitReady(t, "http://"+addr)

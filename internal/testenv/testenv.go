@@ -4,7 +4,9 @@
 package testenv
 
 import (
+	"bytes"
 	"os"
+	"sync"
 	"testing"
 )
 
@@ -18,4 +20,23 @@ func Missing(t testing.TB, what string, err error) {
 		t.Fatalf("%s is missing and USERPHONE_TEST_STRICT=1 requires it: %v", what, err)
 	}
 	t.Skipf("skipped: %s is missing (%v); set it up, or see .ci/run", what, err)
+}
+
+// SyncBuffer is a bytes.Buffer that a server goroutine may write while the
+// test reads it.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
