@@ -3,6 +3,7 @@ package flow
 import (
 	"context"
 	"math"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -122,7 +123,7 @@ func (s *Service) coolDown(c *userphone.PhoneChange, now time.Time) error {
 	secs := int(math.Ceil(wait.Seconds()))
 	return &userphone.Error{
 		Code:       userphone.CodeRateLimited,
-		Detail:     "A message for this phone number change was sent moments ago; try again in " + itoa(secs) + " seconds.",
+		Detail:     "A message for this phone number change was sent moments ago; try again in " + strconv.Itoa(secs) + " seconds.",
 		RetryAfter: time.Duration(secs) * time.Second,
 	}
 }

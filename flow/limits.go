@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/pace/userphone"
@@ -35,20 +36,9 @@ func (s *Service) checkRegion(number string) error {
 		return nil
 	}
 	e := userphone.Errorf(userphone.CodePhoneNumberNotAllowed,
-		"Numbers from this country are not accepted here; use a number from one of: %s.", joinRegions(s.cfg.Limits.AllowedRegions))
+		"Numbers from this country are not accepted here; use a number from one of: %s.", strings.Join(s.cfg.Limits.AllowedRegions, ", "))
 	e.Pointer = "/data/attributes/phoneNumber"
 	return e
-}
-
-func joinRegions(r []string) string {
-	out := ""
-	for i, x := range r {
-		if i > 0 {
-			out += ", "
-		}
-		out += x
-	}
-	return out
 }
 
 // window is one limit on counted events.

@@ -144,5 +144,3 @@ func (s *Service) DeliveryFailed(ctx context.Context, m userphone.Outgoing, reas
 		return s.cancel(ctx, tx, c, userphone.CancelDeliveryFailed+": "+reason, now)
 	})
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
