@@ -2,6 +2,7 @@ package openapi_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -95,4 +96,58 @@ func findOperation(doc *openapi3.T, id string) *openapi3.Operation {
 		}
 	}
 	return nil
+}
+
+// Our own lint rules, on the spec with its $refs resolved.
+func TestEveryErrorAnswerIsAJSONAPIErrorDocument(t *testing.T) {
+	doc := load(t)
+	errorDoc := doc.Components.Schemas["ErrorDocument"].Value
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			for status, ref := range op.Responses.Map() {
+				if status < "400" {
+					continue
+				}
+				for mediaType, mt := range ref.Value.Content {
+					if mediaType == "text/html" && (status == "404" || status == "410") && strings.HasSuffix(path, "/confirm") {
+						continue // the confirmation pages answer people, in HTML
+					}
+					if mediaType != "application/vnd.api+json" || mt.Schema == nil || mt.Schema.Value != errorDoc {
+						t.Errorf("%s %s %s: %s is not the JSON:API error document", method, path, status, mediaType)
+					}
+				}
+				if len(ref.Value.Content) == 0 {
+					t.Errorf("%s %s %s: no body", method, path, status)
+				}
+			}
+		}
+	}
+}
+
+func TestEveryOperationHasAnIDAndExamples(t *testing.T) {
+	doc := load(t)
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			if op.OperationID == "" {
+				t.Errorf("%s %s has no operationId", method, path)
+			}
+			if op.RequestBody != nil {
+				for mediaType, mt := range op.RequestBody.Value.Content {
+					if mt.Example == nil && len(mt.Examples) == 0 {
+						t.Errorf("%s %s: request %s has no example", method, path, mediaType)
+					}
+				}
+			}
+			for status, ref := range op.Responses.Map() {
+				for mediaType, mt := range ref.Value.Content {
+					if mediaType == "text/html" {
+						continue
+					}
+					if mt.Example == nil && len(mt.Examples) == 0 {
+						t.Errorf("%s %s %s: %s has no example", method, path, status, mediaType)
+					}
+				}
+			}
+		}
+	}
 }

@@ -639,6 +639,19 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "errors": [
+                     *         {
+                     *           "id": "4f0c2b1e9d3a4c5b8e7f6a5b4c3d2e1f",
+                     *           "status": "404",
+                     *           "code": "not-found",
+                     *           "title": "Not found",
+                     *           "detail": "The resource was not found."
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/vnd.api+json": components["schemas"]["ErrorDocument"];
                 };
             };
