@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"regexp"
@@ -86,3 +87,17 @@ func truncate(s string, n int) string {
 }
 
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// checkSMS refuses, before any request, what no SMS provider can send.
+func checkSMS(ctx context.Context, provider string, m userphone.Message) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if m.Channel != userphone.ChannelSMS {
+		return permanentf("delivery: %s: cannot send a %q message, only SMS", provider, m.Channel)
+	}
+	if m.To == "" {
+		return permanentf("delivery: %s: SMS %q has no recipient", provider, m.Kind)
+	}
+	return nil
+}

@@ -189,14 +189,8 @@ type twilioError struct {
 // Send posts one SMS to Twilio. See Twilio for which failures are
 // permanent.
 func (t *Twilio) Send(ctx context.Context, m userphone.Message) error {
-	if err := ctx.Err(); err != nil {
+	if err := checkSMS(ctx, "twilio", m); err != nil {
 		return err
-	}
-	if m.Channel != userphone.ChannelSMS {
-		return permanentf("delivery: twilio: cannot send a %q message, only SMS", m.Channel)
-	}
-	if m.To == "" {
-		return permanentf("delivery: twilio: SMS %q has no recipient", m.Kind)
 	}
 	masked := phone.Mask(m.To)
 	form := url.Values{"To": {m.To}, "Body": {m.Text}}

@@ -192,14 +192,8 @@ func webhookPermanent(status int) bool {
 
 // Send posts one SMS to the webhook. See Webhook for the protocol.
 func (w *Webhook) Send(ctx context.Context, m userphone.Message) error {
-	if err := ctx.Err(); err != nil {
+	if err := checkSMS(ctx, "webhook", m); err != nil {
 		return err
-	}
-	if m.Channel != userphone.ChannelSMS {
-		return permanentf("delivery: webhook: cannot send a %q message, only SMS", m.Channel)
-	}
-	if m.To == "" {
-		return permanentf("delivery: webhook: SMS %q has no recipient", m.Kind)
 	}
 	body, err := json.Marshal(webhookPayload{ID: m.IdempotencyKey, To: m.To, Text: m.Text, Locale: m.Lang})
 	if err != nil {
