@@ -54,12 +54,14 @@ func (s *Service) LookUpConfirmation(ctx context.Context, token string) (Confirm
 // Confirm confirms the change that token stands for and sends the SMS.
 func (s *Service) Confirm(ctx context.Context, token string) (Confirmation, error) {
 	var conf Confirmation
+	var userID, number string // for the trail, should a limit refuse the SMS
 	err := s.inTx(ctx, func(tx userphone.Tx, now time.Time) error {
 		found, err := tx.ChangeByEmailToken(ctx, s.tokenHash(token))
 		if err != nil || found == nil {
 			conf = Confirmation{State: LinkUnknown}
 			return err
 		}
+		userID, number = found.UserID, found.PhoneNumber
 		// Lock order is user, then change: lock the user, then read the
 		// change again, as a PUT may have cancelled it or replaced its link
 		// since the first read.
@@ -88,6 +90,9 @@ func (s *Service) Confirm(ctx context.Context, token string) (Confirmation, erro
 		conf.State = LinkConfirmed
 		return tx.SaveChange(ctx, c)
 	})
+	if err != nil && userID != "" {
+		s.recordRefusal(ctx, userID, number, err)
+	}
 	return conf, err
 }
 

@@ -91,6 +91,28 @@ func TestSMSPerNumberAreLimitedAcrossUsers(t *testing.T) {
 	})
 }
 
+// The SMS of a confirmation counts too; a refused one leaves the link
+// usable once the window rolls on, and is in the trail.
+func TestTheConfirmationSMSIsLimitedToo(t *testing.T) {
+	forEachDialectWith(t, options{limits: flow.Limits{SMSPerNumberPerHour: 1}}, func(t *testing.T, h *harness) {
+		tok := h.token("conf", "conf@example.com")
+		h.verifyNumber(tok, numberA)
+		h.put(tok, numberB)
+		link := h.linkToken("conf@example.com")
+		h.put(h.token("other", ""), numberB) // the one SMS to numberB this hour
+		before := len(h.messages())
+		r := h.confirm(link)
+		h.limited(t, r, r.Body, 429, userphone.CodeRateLimited, r.HTTPResponse.Header.Get("Retry-After"), before)
+		if !h.trailHas(t, "conf", userphone.EventRateLimited) {
+			t.Fatal("the refused confirmation is not in the trail")
+		}
+		h.clock.Advance(time.Hour)
+		if r := h.confirm(link); r.StatusCode() != http.StatusOK {
+			t.Fatalf("the link after the hour: %d", r.StatusCode())
+		}
+	})
+}
+
 func TestTheGlobalSMSBudgetStopsSending(t *testing.T) {
 	forEachDialectWith(t, options{limits: flow.Limits{SMSPerHour: 2}}, func(t *testing.T, h *harness) {
 		h.put(h.token("g0", ""), "+4915112345611")
