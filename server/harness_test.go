@@ -93,6 +93,9 @@ type options struct {
 	sender userphone.Sender
 	// limits are the flow's abuse limits; off unless a test sets them.
 	limits flow.Limits
+	// ipRate and ipBurst turn on the per-client limit.
+	ipRate  float64
+	ipBurst int
 	// queue tunes the job queue; its defaults suit tests. Workers -1
 	// makes an API-only replica.
 	queue jobs.Config
@@ -168,7 +171,7 @@ func newHarness(t *testing.T, o options) *harness {
 	if verifier == nil {
 		verifier = keys.Verifier(auth.Policy{}, log, nil)
 	}
-	handler, err := server.New(server.Config{Flow: svc, Verifier: verifier, Log: log, Ready: func(ctx context.Context) error {
+	handler, err := server.New(server.Config{Flow: svc, Verifier: verifier, Log: log, IPRate: o.ipRate, IPBurst: o.ipBurst, Ready: func(ctx context.Context) error {
 		if o.ready != nil {
 			if err := o.ready(); err != nil {
 				return err
@@ -311,6 +314,7 @@ func (s *specChecker) check(req *http.Request, reqBody []byte, resp *http.Respon
 		}
 		return checkErrorDocument(body, resp.Header.Get("Content-Type"))
 	}
+	seen.add(route.Operation.OperationID, resp.StatusCode)
 	r := req.Clone(context.Background())
 	r.Body = io.NopCloser(bytes.NewReader(reqBody))
 	return openapi3filter.ValidateResponse(context.Background(), &openapi3filter.ResponseValidationInput{

@@ -251,3 +251,20 @@ func (h *harness) trailHas(t *testing.T, userID string, kind userphone.EventKind
 	}
 	return n > 0
 }
+
+// The per-client limit answers every operation the same way, in the spec's
+// terms.
+func TestTheClientLimitAnswersEveryOperation(t *testing.T) {
+	forEachDialectWith(t, options{ipRate: 0.001, ipBurst: 2}, func(t *testing.T, h *harness) {
+		tok := h.token("ip", "")
+		h.check(tok)
+		h.check(tok)
+		r := h.check(tok)
+		wantError(t, 429, r.StatusCode(), r.Body, userphone.CodeRateLimited)
+		page := h.showConfirmation("any")
+		wantError(t, 429, page.StatusCode(), page.Body, userphone.CodeRateLimited)
+		if page.HTTPResponse.Header.Get("Retry-After") == "" {
+			t.Fatal("429 without Retry-After")
+		}
+	})
+}

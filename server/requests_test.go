@@ -46,6 +46,7 @@ func TestBadRequestsAreRefusedAndChangeNothing(t *testing.T) {
 			{"unknown member is fine but a wrong one is not", "PUT", verify, "application/json", `{"code":123456}`, 400, userphone.CodeInvalidRequest, "/code"},
 			{"verify body not JSON", "PUT", verify, "application/json", `code=123456`, 400, userphone.CodeInvalidRequest, ""},
 			{"body too large", "PUT", verify, "application/json", `{"code":"123456","pad":"` + strings.Repeat("x", 20<<10) + `"}`, 413, userphone.CodeRequestTooLarge, ""},
+			{"update body too large", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{"phoneNumber":"+4915112345670"}},"pad":"` + strings.Repeat("x", 20<<10) + `"}`, 413, userphone.CodeRequestTooLarge, ""},
 			{"trailing data after the JSON", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{"phoneNumber":"+4915112345670"}}} xyz`, 400, userphone.CodeInvalidRequest, ""},
 			{"landline", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{"phoneNumber":"+49 30 12345678"}}}`, 422, userphone.CodeInvalidPhoneNumber, "/data/attributes/phoneNumber"},
 			{"invalid number", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{"phoneNumber":"+49 170 888 999 000"}}}`, 422, userphone.CodeInvalidPhoneNumber, "/data/attributes/phoneNumber"},
@@ -86,6 +87,8 @@ func TestConfirmationPagesRefuseBadRequests(t *testing.T) {
 		wantError(t, 415, resp.StatusCode, body, userphone.CodeUnsupportedMediaType)
 		resp, body = h.raw("POST", "/user/2021-2/user/phone/confirm", "application/x-www-form-urlencoded", `nottoken=x`)
 		wantError(t, 400, resp.StatusCode, body, userphone.CodeInvalidRequest)
+		resp, body = h.raw("POST", "/user/2021-2/user/phone/confirm", "application/x-www-form-urlencoded", "token="+strings.Repeat("x", 20<<10))
+		wantError(t, 413, resp.StatusCode, body, userphone.CodeRequestTooLarge)
 		for _, token := range []string{"unknown", "<script>alert(1)</script>", strings.Repeat("A", 43)} {
 			if r := h.showConfirmation(token); r.StatusCode() != http.StatusNotFound ||
 				!strings.HasPrefix(r.HTTPResponse.Header.Get("Content-Type"), "text/html") || strings.Contains(string(r.Body), "<script>") {
@@ -129,6 +132,8 @@ func TestTokensAndScopesAreEnforced(t *testing.T) {
 		}
 		v := h.verify(checkOnly, "123456")
 		wantError(t, 403, v.StatusCode(), v.Body, userphone.CodeInsufficientScope)
+		v = h.verify("not-a-token", "123456")
+		wantError(t, 401, v.StatusCode(), v.Body, userphone.CodeUnauthorized)
 		if c := h.check(checkOnly); c.StatusCode() != http.StatusNotFound {
 			t.Fatalf("check with the check scope: %d", c.StatusCode())
 		}
@@ -194,5 +199,19 @@ func TestAnUnreachableDatabaseAnswers503(t *testing.T) {
 	}
 	if resp, _ := h.raw("GET", "/health/live", "", ""); resp.StatusCode != http.StatusOK {
 		t.Fatalf("live while the database is down: %d", resp.StatusCode)
+	}
+	// Every operation that needs the database says so the same way.
+	tok := h.token("nina", "")
+	if r := h.verify(tok, "123456"); r.StatusCode() != http.StatusServiceUnavailable {
+		t.Fatalf("verify: %d", r.StatusCode())
+	}
+	if r := h.put(tok, numberA); r.StatusCode() != http.StatusServiceUnavailable {
+		t.Fatalf("update: %d", r.StatusCode())
+	}
+	if r := h.showConfirmation("some-token"); r.StatusCode() != http.StatusServiceUnavailable {
+		t.Fatalf("confirmation page: %d", r.StatusCode())
+	}
+	if r := h.confirm("some-token"); r.StatusCode() != http.StatusServiceUnavailable {
+		t.Fatalf("confirm: %d", r.StatusCode())
 	}
 }
