@@ -93,6 +93,8 @@ type options struct {
 	sender userphone.Sender
 	// limits are the flow's abuse limits; off unless a test sets them.
 	limits flow.Limits
+	// wrapStore lets a test put faults between the flow and the store.
+	wrapStore func(userphone.Store) userphone.Store
 	// ipRate and ipBurst turn on the per-client limit.
 	ipRate  float64
 	ipBurst int
@@ -158,7 +160,11 @@ func newHarness(t *testing.T, o options) *harness {
 		}
 	}
 	h.queue, h.working = queue, qcfg.Workers > 0
-	svc, err := flow.New(st, queue, flow.Config{
+	var flowStore userphone.Store = st
+	if o.wrapStore != nil {
+		flowStore = o.wrapStore(st)
+	}
+	svc, err := flow.New(flowStore, queue, flow.Config{
 		ProcessTTL: 24 * time.Hour, ResendCooldown: time.Minute, MaxCodeAttempts: 5,
 		Secret:     bytes.Repeat([]byte{7}, 32),
 		ConfirmURL: "http://" + ln.Addr().String() + server.BasePath + "/user/phone/confirm",
