@@ -40,14 +40,3 @@ func (s *Service) recordRefusal(ctx context.Context, userID, number string, refu
 		s.log.Warn("could not record a refused request in the audit trail", "err", err)
 	}
 }
-
-// Trail returns a user's audit trail, oldest first.
-func (s *Service) Trail(ctx context.Context, userID string) ([]userphone.Event, error) {
-	var out []userphone.Event
-	err := s.store.Read(ctx, func(tx userphone.Tx) error {
-		var err error
-		out, err = tx.Events(ctx, userID)
-		return err
-	})
-	return out, err
-}

@@ -9,7 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/pace/userphone/flow"
+	"github.com/pace/userphone"
 )
 
 // audit prints one user's trail: what happened to their phone number, when,
@@ -24,20 +24,16 @@ func audit(ctx context.Context, cfg config, args []string, log *slog.Logger, std
 	if *sub == "" {
 		return fmt.Errorf("%w: --sub is required, e.g. userphone audit --sub alice", errBadArgs)
 	}
-	st, queue, err := openStore(ctx, cfg, log)
+	st, _, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	secret, err := loadSecret(cfg)
-	if err != nil {
+	var events []userphone.Event
+	err = st.Read(ctx, func(tx userphone.Tx) error {
+		events, err = tx.Events(ctx, *sub)
 		return err
-	}
-	svc, err := flow.New(st, queue, flow.Config{ProcessTTL: cfg.ProcessTTL, MaxCodeAttempts: 1, Secret: secret, ConfirmURL: "-"}, log, nil)
-	if err != nil {
-		return err
-	}
-	events, err := svc.Trail(ctx, *sub)
+	})
 	if err != nil {
 		return err
 	}
