@@ -19,27 +19,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/getkin/kin-openapi/openapi3"
-	"github.com/getkin/kin-openapi/openapi3filter"
-	"github.com/getkin/kin-openapi/routers"
-	"github.com/getkin/kin-openapi/routers/gorillamux"
-
 	"github.com/pace/userphone"
 	"github.com/pace/userphone/auth"
 	"github.com/pace/userphone/delivery"
 	"github.com/pace/userphone/flow"
 	"github.com/pace/userphone/gen/api"
+	"github.com/pace/userphone/internal/contract"
 	"github.com/pace/userphone/jobs"
 	"github.com/pace/userphone/server"
 	"github.com/pace/userphone/store"
 	"github.com/pace/userphone/store/storetest"
 )
-
-func init() {
-	// The confirmation pages are text/html; kin-openapi checks them as
-	// strings.
-	openapi3filter.RegisterBodyDecoder("text/html", openapi3filter.PlainBodyDecoder)
-}
 
 // harness runs the whole service, real store included, behind an httptest
 // server, and checks every response it sees against the spec.
@@ -202,7 +192,7 @@ func newHarness(t *testing.T, o options) *harness {
 	h.srv.Listener = ln
 	h.srv.Start()
 	h.base = h.srv.URL + server.BasePath
-	h.http = &http.Client{Transport: &specChecker{t: t, next: http.DefaultTransport, router: specRouter(t)}}
+	h.http = contract.Client(t)
 	h.client, err = api.NewClientWithResponses(h.base, api.WithHTTPClient(h.http))
 	if err != nil {
 		t.Fatal(err)
@@ -262,95 +252,6 @@ func (w *testWriter) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.buf.String()
-}
-
-func specRouter(t *testing.T) routers.Router {
-	doc, err := api.GetSwagger()
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc.Servers = openapi3.Servers{{URL: server.BasePath}}
-	r, err := gorillamux.NewRouter(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
-// specChecker validates every response against the spec: its status must
-// be documented for the operation, and its headers and body must match.
-// Responses outside the spec's operations (unknown routes) must still be
-// JSON:API error documents when they are errors.
-type specChecker struct {
-	t      *testing.T
-	next   http.RoundTripper
-	router routers.Router
-}
-
-func (s *specChecker) RoundTrip(req *http.Request) (*http.Response, error) {
-	var reqBody []byte
-	if req.Body != nil {
-		reqBody, _ = io.ReadAll(req.Body)
-		req.Body = io.NopCloser(bytes.NewReader(reqBody))
-	}
-	resp, err := s.next.RoundTrip(req)
-	if err != nil {
-		return resp, err
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		return nil, err
-	}
-	resp.Body = io.NopCloser(bytes.NewReader(body))
-	if id := resp.Header.Get("X-Request-Id"); id == "" {
-		s.t.Errorf("%s %s: no X-Request-Id on the response", req.Method, req.URL.Path)
-	}
-	if err := s.check(req, reqBody, resp, body); err != nil {
-		s.t.Errorf("%s %s → %d breaks the spec: %v\nbody: %s", req.Method, req.URL.Path, resp.StatusCode, err, body)
-	}
-	return resp, nil
-}
-
-func (s *specChecker) check(req *http.Request, reqBody []byte, resp *http.Response, body []byte) error {
-	route, params, err := s.router.FindRoute(req)
-	if err != nil {
-		if resp.StatusCode < 400 {
-			return nil // health and /openapi.yaml are not API operations
-		}
-		return checkErrorDocument(body, resp.Header.Get("Content-Type"))
-	}
-	seen.add(route.Operation.OperationID, resp.StatusCode)
-	r := req.Clone(context.Background())
-	r.Body = io.NopCloser(bytes.NewReader(reqBody))
-	return openapi3filter.ValidateResponse(context.Background(), &openapi3filter.ResponseValidationInput{
-		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: r, PathParams: params, Route: route},
-		Status:                 resp.StatusCode,
-		Header:                 resp.Header,
-		Body:                   io.NopCloser(bytes.NewReader(body)),
-		Options:                &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
-	})
-}
-
-// errorDocumentSchema is parsed once: the spec is large, and every error
-// response of every test is checked against it.
-var errorDocumentSchema = sync.OnceValue(func() *openapi3.Schema {
-	doc, err := api.GetSwagger()
-	if err != nil {
-		panic(err)
-	}
-	return doc.Components.Schemas["ErrorDocument"].Value
-})
-
-func checkErrorDocument(body []byte, contentType string) error {
-	if contentType != "application/vnd.api+json" {
-		return &userphone.Error{Detail: "content type " + contentType + ", want application/vnd.api+json"}
-	}
-	var v any
-	if err := json.Unmarshal(body, &v); err != nil {
-		return err
-	}
-	return errorDocumentSchema().VisitJSON(v)
 }
 
 // Tokens and requests.

@@ -10,6 +10,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/pace/userphone/gen/api"
+	"github.com/pace/userphone/internal/contract"
 )
 
 func TestPanicBecomes501WithTheRequestID(t *testing.T) {
@@ -23,6 +24,9 @@ func TestPanicBecomes501WithTheRequestID(t *testing.T) {
 	req := httptest.NewRequest("GET", "/panic", nil)
 	req.Header.Set("X-Request-Id", "req-42")
 	handler.ServeHTTP(rec, req)
+	if err := contract.Check(t, req, nil, rec.Code, rec.Header(), rec.Body.Bytes()); err != nil {
+		t.Errorf("breaks the spec: %v", err)
+	}
 
 	var doc api.ErrorDocument
 	if err := json.Unmarshal(rec.Body.Bytes(), &doc); err != nil {

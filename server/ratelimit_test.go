@@ -15,6 +15,7 @@ import (
 	"github.com/pace/userphone"
 	"github.com/pace/userphone/auth"
 	"github.com/pace/userphone/gen/api"
+	"github.com/pace/userphone/internal/contract"
 )
 
 // fakeClock is a clock that moves only when told.
@@ -225,7 +226,9 @@ func limitedServer(t *testing.T, cfg Config) http.Handler {
 }
 
 // send makes a request from peer (host:port) with the header pairs.
-func send(h http.Handler, method, path, peer string, header ...string) *httptest.ResponseRecorder {
+// The answer is checked against the spec.
+func send(t *testing.T, h http.Handler, method, path, peer string, header ...string) *httptest.ResponseRecorder {
+	t.Helper()
 	req := httptest.NewRequest(method, path, nil)
 	req.RemoteAddr = peer
 	for i := 0; i+1 < len(header); i += 2 {
@@ -233,6 +236,9 @@ func send(h http.Handler, method, path, peer string, header ...string) *httptest
 	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
+	if err := contract.Check(t, req, nil, rec.Code, rec.Header(), rec.Body.Bytes()); err != nil {
+		t.Errorf("%s %s → %d breaks the spec: %v\nbody: %s", method, path, rec.Code, err, rec.Body)
+	}
 	return rec
 }
 
@@ -283,9 +289,9 @@ func wantRateLimited(t *testing.T, rec *httptest.ResponseRecorder) int {
 func TestIPLimitAnswers429BeforeAnythingElse(t *testing.T) {
 	h := limitedServer(t, Config{IPRate: 0.1, IPBurst: 3}) // a token every 10 s
 	for range 3 {
-		wantStatus(t, send(h, "GET", checkPhone, "198.51.100.1:4000"), http.StatusUnauthorized)
+		wantStatus(t, send(t, h, "GET", checkPhone, "198.51.100.1:4000"), http.StatusUnauthorized)
 	}
-	rec := send(h, "GET", checkPhone, "198.51.100.1:4001")
+	rec := send(t, h, "GET", checkPhone, "198.51.100.1:4001")
 	if secs := wantRateLimited(t, rec); secs != 10 {
 		t.Fatalf("Retry-After %d, want 10", secs)
 	}
@@ -293,26 +299,26 @@ func TestIPLimitAnswers429BeforeAnythingElse(t *testing.T) {
 		t.Fatal("the validator ran for a refused request")
 	}
 	// The limit is per address; unknown routes and the spec count too.
-	wantStatus(t, send(h, "GET", checkPhone, "198.51.100.2:4000"), http.StatusUnauthorized)
-	wantRateLimited(t, send(h, "GET", "/nowhere", "198.51.100.1:4002"))
-	wantRateLimited(t, send(h, "GET", "/openapi.yaml", "198.51.100.1:4002"))
+	wantStatus(t, send(t, h, "GET", checkPhone, "198.51.100.2:4000"), http.StatusUnauthorized)
+	wantRateLimited(t, send(t, h, "GET", "/nowhere", "198.51.100.1:4002"))
+	wantRateLimited(t, send(t, h, "GET", "/openapi.yaml", "198.51.100.1:4002"))
 	// An IPv6 client is counted by its /64.
 	for i := range 3 {
-		wantStatus(t, send(h, "GET", checkPhone, fmt.Sprintf("[2001:db8:0:1::%x]:4000", i+1)), http.StatusUnauthorized)
+		wantStatus(t, send(t, h, "GET", checkPhone, fmt.Sprintf("[2001:db8:0:1::%x]:4000", i+1)), http.StatusUnauthorized)
 	}
-	wantRateLimited(t, send(h, "GET", checkPhone, "[2001:db8:0:1:ffff::9]:4000"))
-	wantStatus(t, send(h, "GET", checkPhone, "[2001:db8:0:2::1]:4000"), http.StatusUnauthorized)
+	wantRateLimited(t, send(t, h, "GET", checkPhone, "[2001:db8:0:1:ffff::9]:4000"))
+	wantStatus(t, send(t, h, "GET", checkPhone, "[2001:db8:0:2::1]:4000"), http.StatusUnauthorized)
 }
 
 func TestIPLimitNeverHoldsUpProbes(t *testing.T) {
 	h := limitedServer(t, Config{IPRate: 0.1, IPBurst: 1})
-	wantStatus(t, send(h, "GET", checkPhone, "198.51.100.1:4000"), http.StatusUnauthorized)
-	wantRateLimited(t, send(h, "GET", checkPhone, "198.51.100.1:4000"))
+	wantStatus(t, send(t, h, "GET", checkPhone, "198.51.100.1:4000"), http.StatusUnauthorized)
+	wantRateLimited(t, send(t, h, "GET", checkPhone, "198.51.100.1:4000"))
 	for range 50 {
 		for _, r := range []struct{ method, path string }{
 			{"GET", "/health/live"}, {"HEAD", "/health/live"}, {"GET", "/health/ready"},
 		} {
-			wantStatus(t, send(h, r.method, r.path, "198.51.100.1:4000"), http.StatusOK)
+			wantStatus(t, send(t, h, r.method, r.path, "198.51.100.1:4000"), http.StatusOK)
 		}
 	}
 }
@@ -320,43 +326,43 @@ func TestIPLimitNeverHoldsUpProbes(t *testing.T) {
 func TestIPLimitIgnoresForwardedForFromUntrustedPeers(t *testing.T) {
 	h := limitedServer(t, Config{IPRate: 0.1, IPBurst: 2})
 	for i := range 2 {
-		wantStatus(t, send(h, "GET", checkPhone, "198.51.100.1:4000",
+		wantStatus(t, send(t, h, "GET", checkPhone, "198.51.100.1:4000",
 			"X-Forwarded-For", fmt.Sprintf("203.0.113.%d", i), "X-Real-IP", "203.0.113.99"), http.StatusUnauthorized)
 	}
 	// A new made-up client in the header does not buy a new bucket.
-	wantRateLimited(t, send(h, "GET", checkPhone, "198.51.100.1:4000", "X-Forwarded-For", "203.0.113.50"))
-	wantRateLimited(t, send(h, "GET", checkPhone, "198.51.100.1:4000", "X-Real-IP", "203.0.113.51"))
+	wantRateLimited(t, send(t, h, "GET", checkPhone, "198.51.100.1:4000", "X-Forwarded-For", "203.0.113.50"))
+	wantRateLimited(t, send(t, h, "GET", checkPhone, "198.51.100.1:4000", "X-Real-IP", "203.0.113.51"))
 	// Nor does the loopback address, when loopback is not a trusted proxy.
-	wantStatus(t, send(h, "GET", checkPhone, "127.0.0.1:4000"), http.StatusUnauthorized)
-	wantStatus(t, send(h, "GET", checkPhone, "127.0.0.1:4000", "X-Forwarded-For", "203.0.113.60"), http.StatusUnauthorized)
-	wantRateLimited(t, send(h, "GET", checkPhone, "127.0.0.1:4000", "X-Forwarded-For", "203.0.113.61"))
+	wantStatus(t, send(t, h, "GET", checkPhone, "127.0.0.1:4000"), http.StatusUnauthorized)
+	wantStatus(t, send(t, h, "GET", checkPhone, "127.0.0.1:4000", "X-Forwarded-For", "203.0.113.60"), http.StatusUnauthorized)
+	wantRateLimited(t, send(t, h, "GET", checkPhone, "127.0.0.1:4000", "X-Forwarded-For", "203.0.113.61"))
 }
 
 func TestIPLimitBelievesTrustedProxies(t *testing.T) {
 	h := limitedServer(t, Config{IPRate: 0.1, IPBurst: 2, TrustedProxies: []string{"127.0.0.1/32", "10.0.0.0/8"}})
 	proxy := "127.0.0.1:4000"
-	wantStatus(t, send(h, "GET", checkPhone, proxy, "X-Forwarded-For", "203.0.113.1"), http.StatusUnauthorized)
+	wantStatus(t, send(t, h, "GET", checkPhone, proxy, "X-Forwarded-For", "203.0.113.1"), http.StatusUnauthorized)
 	// A chain of trusted proxies: the right-most untrusted address counts.
-	wantStatus(t, send(h, "GET", checkPhone, proxy, "X-Forwarded-For", "203.0.113.1, 10.1.2.3"), http.StatusUnauthorized)
-	wantRateLimited(t, send(h, "GET", checkPhone, proxy, "X-Forwarded-For", "203.0.113.1"))
+	wantStatus(t, send(t, h, "GET", checkPhone, proxy, "X-Forwarded-For", "203.0.113.1, 10.1.2.3"), http.StatusUnauthorized)
+	wantRateLimited(t, send(t, h, "GET", checkPhone, proxy, "X-Forwarded-For", "203.0.113.1"))
 	// What the client wrote to the left of its own address changes nothing.
-	wantRateLimited(t, send(h, "GET", checkPhone, proxy, "X-Forwarded-For", "192.0.2.77, 203.0.113.1"))
+	wantRateLimited(t, send(t, h, "GET", checkPhone, proxy, "X-Forwarded-For", "192.0.2.77, 203.0.113.1"))
 	// Other clients behind the proxy have their own buckets, and the
 	// proxy's own requests (no header) count as its own.
-	wantStatus(t, send(h, "GET", checkPhone, proxy, "X-Forwarded-For", "203.0.113.2"), http.StatusUnauthorized)
-	wantStatus(t, send(h, "GET", checkPhone, proxy), http.StatusUnauthorized)
+	wantStatus(t, send(t, h, "GET", checkPhone, proxy, "X-Forwarded-For", "203.0.113.2"), http.StatusUnauthorized)
+	wantStatus(t, send(t, h, "GET", checkPhone, proxy), http.StatusUnauthorized)
 	// X-Real-IP is not read, even from a trusted proxy.
-	wantRateLimited(t, send(h, "GET", checkPhone, proxy, "X-Forwarded-For", "203.0.113.1", "X-Real-IP", "203.0.113.3"))
+	wantRateLimited(t, send(t, h, "GET", checkPhone, proxy, "X-Forwarded-For", "203.0.113.1", "X-Real-IP", "203.0.113.3"))
 	// An untrusted peer still cannot speak for others.
-	wantStatus(t, send(h, "GET", checkPhone, "198.51.100.1:4000", "X-Forwarded-For", "203.0.113.9"), http.StatusUnauthorized)
-	wantStatus(t, send(h, "GET", checkPhone, "198.51.100.1:4000", "X-Forwarded-For", "203.0.113.9"), http.StatusUnauthorized)
-	wantRateLimited(t, send(h, "GET", checkPhone, "198.51.100.1:4000", "X-Forwarded-For", "203.0.113.10"))
+	wantStatus(t, send(t, h, "GET", checkPhone, "198.51.100.1:4000", "X-Forwarded-For", "203.0.113.9"), http.StatusUnauthorized)
+	wantStatus(t, send(t, h, "GET", checkPhone, "198.51.100.1:4000", "X-Forwarded-For", "203.0.113.9"), http.StatusUnauthorized)
+	wantRateLimited(t, send(t, h, "GET", checkPhone, "198.51.100.1:4000", "X-Forwarded-For", "203.0.113.10"))
 }
 
 func TestIPLimitOffAndBadSettings(t *testing.T) {
 	h := limitedServer(t, Config{})
 	for range 200 {
-		wantStatus(t, send(h, "GET", checkPhone, "198.51.100.1:4000"), http.StatusUnauthorized)
+		wantStatus(t, send(t, h, "GET", checkPhone, "198.51.100.1:4000"), http.StatusUnauthorized)
 	}
 	for _, cfg := range []Config{
 		{IPRate: -1},
@@ -372,9 +378,9 @@ func TestIPLimitOffAndBadSettings(t *testing.T) {
 func TestIPLimitBurstDefaultsToOneSecond(t *testing.T) {
 	h := limitedServer(t, Config{IPRate: 3})
 	for range 3 {
-		wantStatus(t, send(h, "GET", checkPhone, "198.51.100.1:4000"), http.StatusUnauthorized)
+		wantStatus(t, send(t, h, "GET", checkPhone, "198.51.100.1:4000"), http.StatusUnauthorized)
 	}
-	wantRateLimited(t, send(h, "GET", checkPhone, "198.51.100.1:4000"))
+	wantRateLimited(t, send(t, h, "GET", checkPhone, "198.51.100.1:4000"))
 }
 
 // BenchmarkIPLimiter measures the limiter's decision: the lock, the map

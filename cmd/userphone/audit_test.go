@@ -13,6 +13,7 @@ import (
 
 	"github.com/pace/userphone"
 	"github.com/pace/userphone/auth"
+	"github.com/pace/userphone/internal/contract"
 )
 
 func TestAuditPrintsAUsersTrailWithoutSecrets(t *testing.T) {
@@ -33,7 +34,7 @@ func TestAuditPrintsAUsersTrailWithoutSecrets(t *testing.T) {
 		req.Header.Set("Content-Type", contentType)
 		req.Header.Set("Authorization", "Bearer "+tok)
 		req.Header.Set("X-Request-Id", "audit-req-1")
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := contract.Client(t).Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

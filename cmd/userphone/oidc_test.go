@@ -13,6 +13,7 @@ import (
 	"github.com/pace/userphone"
 	"github.com/pace/userphone/auth"
 	"github.com/pace/userphone/auth/authtest"
+	"github.com/pace/userphone/internal/contract"
 	"github.com/pace/userphone/internal/testenv"
 )
 
@@ -38,7 +39,7 @@ func TestServeAgainstALocalOIDCIssuer(t *testing.T) {
 			strings.NewReader(`{"data":{"type":"phone","attributes":{"phoneNumber":"+4915112345678"}}}`))
 		req.Header.Set("Content-Type", "application/vnd.api+json")
 		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := contract.Client(t).Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -19,8 +20,16 @@ func Missing(t testing.TB, what string, err error) {
 	if Strict() {
 		t.Fatalf("%s is missing and USERPHONE_TEST_STRICT=1 requires it: %v", what, err)
 	}
+	skipped.Add(1)
 	t.Skipf("skipped: %s is missing (%v); set it up, or see .ci/run", what, err)
 }
+
+var skipped atomic.Int64
+
+// Skipped reports how many tests of this binary Missing skipped: a run
+// that skipped some is incomplete, and gates that need every test (contract
+// coverage) say so instead of failing.
+func Skipped() int64 { return skipped.Load() }
 
 // SyncBuffer is a bytes.Buffer that a server goroutine may write while the
 // test reads it.
