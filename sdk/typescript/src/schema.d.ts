@@ -632,7 +632,11 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             /**
              * @description Resource not found. PACE documents this status for the operation;
-             *     userphone keeps it in the contract but does not answer it.
+             *     userphone keeps it in the contract, so that clients generated from
+             *     PACE's spec keep their types, but never answers it: the user comes
+             *     from the token, and a user without a record is created on the
+             *     first request. `x-userphone-not-answered` tells the contract
+             *     coverage gate not to ask a test for it.
              */
             404: {
                 headers: {
