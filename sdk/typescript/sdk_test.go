@@ -55,17 +55,38 @@ func TestTypeScriptSDKRunsTheWholeFlow(t *testing.T) {
 		}
 	})
 
-	dataDir := filepath.Join(tmp, "data")
-	var base string
-	step(t, "start the server", func() { base = startServer(t, bin, dataDir) })
-
-	step(t, "npm test", func() {
-		npm(t, sdkDir, 2*time.Minute, map[string]string{
-			"USERPHONE_SDK_BASE_URL": base + "/user/2021-2",
-			"USERPHONE_SDK_DATA_DIR": dataDir,
-			"USERPHONE_SDK_BIN":      bin,
-		}, "test")
-	})
+	// Straight against a server, and through a Prism proxy in front of
+	// another; each server has its own data, so the limits per number
+	// never meet.
+	for _, viaPrism := range []bool{false, true} {
+		name := "straight"
+		if viaPrism {
+			name = "through Prism"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			dataDir := filepath.Join(t.TempDir(), "data")
+			var base string
+			step(t, "start the server", func() { base = startServer(t, bin, dataDir) + "/user/2021-2" })
+			var prism *prismProxy
+			if viaPrism {
+				step(t, "start Prism", func() { prism = startPrism(t, sdkDir, base) })
+				base = prism.url
+			}
+			vars := map[string]string{
+				"USERPHONE_SDK_BASE_URL": base,
+				"USERPHONE_SDK_DATA_DIR": dataDir,
+				"USERPHONE_SDK_BIN":      bin,
+			}
+			if viaPrism {
+				vars["USERPHONE_SDK_VIA_PRISM"] = "1"
+			}
+			step(t, "npm test", func() { npm(t, sdkDir, 2*time.Minute, vars, "test") })
+			if prism != nil {
+				prism.checkNoViolations(t)
+			}
+		})
+	}
 }
 
 // step runs f and logs how long it took.

@@ -5,6 +5,12 @@
 //   USERPHONE_SDK_DATA_DIR  the server's data directory (dev signing key, outbox.jsonl)
 //   USERPHONE_SDK_BIN       the userphone binary, to mint tokens with `userphone token`
 //
+// sdk_test.go runs it twice: straight against the server, and through a
+// Prism proxy (the base URL is then Prism's, without the base path). Prism
+// reports what breaks the spec in an sl-violations header; checkedFetch
+// fails the run on any response violation, and on a request violation the
+// server did not refuse too (a request the spec forbids, accepted).
+//
 // Each test has its own user and phone numbers, so the tests run at once and
 // the per-user cool-down and per-number SMS limits never meet.
 import assert from "node:assert/strict";
@@ -12,7 +18,7 @@ import { execFileSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { describe, test } from "node:test";
+import { after, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import { createUserPhoneClient, type ApiError, type ErrorCode, type Result } from "../src/index.js";
@@ -20,6 +26,8 @@ import { createUserPhoneClient, type ApiError, type ErrorCode, type Result } fro
 const baseUrl = env("USERPHONE_SDK_BASE_URL");
 const dataDir = env("USERPHONE_SDK_DATA_DIR");
 const bin = env("USERPHONE_SDK_BIN");
+// Set by sdk_test.go when baseUrl is a Prism proxy.
+const viaPrism = process.env.USERPHONE_SDK_VIA_PRISM === "1";
 
 function env(name: string): string {
   const value = process.env[name];
@@ -49,7 +57,43 @@ function mintToken(user: User, scope?: string): string {
 }
 
 function clientFor(user: User, scope?: string) {
-  return createUserPhoneClient({ baseUrl, token: mintToken(user, scope) });
+  return createUserPhoneClient({ baseUrl, token: mintToken(user, scope), fetch: checkedFetch });
+}
+
+interface Violation {
+  location: string[];
+  severity: string;
+  message: string;
+}
+
+// What Prism found wrong, over all tests; empty without Prism.
+const violations: string[] = [];
+
+/** fetch, with Prism's sl-violations header (if any) checked. */
+async function checkedFetch(input: string | URL | Request, init?: RequestInit): Promise<Response> {
+  const res = await fetch(input, init);
+  const header = res.headers.get("sl-violations");
+  if (header) {
+    const method = input instanceof Request ? input.method : (init?.method ?? "GET");
+    const url = input instanceof Request ? input.url : String(input);
+    for (const v of JSON.parse(header) as Violation[]) {
+      const refusedToo = v.location[0] === "request" && res.status >= 400 && res.status < 500;
+      if (!refusedToo) violations.push(`${method} ${url} → ${res.status}: ${v.severity} at ${v.location.join(".")}: ${v.message}`);
+    }
+  }
+  return res;
+}
+
+after(() => {
+  assert.deepEqual(violations, [], "Prism reported contract violations");
+});
+
+/** The confirmation link, through the API's base URL (which may be a proxy's). */
+function throughBaseUrl(link: string): URL {
+  const url = new URL(link);
+  const at = url.pathname.indexOf("/user/phone/confirm");
+  assert.ok(at >= 0, `the link ${link} is not the confirmation page`);
+  return new URL(baseUrl + url.pathname.slice(at) + url.search);
 }
 
 interface OutboxLine {
@@ -159,13 +203,13 @@ describe("the userphone SDK against a live server", { concurrency: true }, () =>
     const mail = await nextMessage("email", user.email);
     const link = /https?:\/\/\S*[?&]token=[A-Za-z0-9_-]+/.exec(mail.text)?.[0];
     assert.ok(link, `no link in the e-mail ${JSON.stringify(mail.text)}`);
-    const page = await fetch(link);
+    const page = await checkedFetch(throughBaseUrl(link));
     assert.equal(page.status, 200, await page.text());
     assert.match(page.headers.get("Content-Type") ?? "", /^text\/html/);
-    const url = new URL(link);
+    const url = throughBaseUrl(link);
     const token = url.searchParams.get("token") ?? "";
     url.search = "";
-    const confirmed = await fetch(url, {
+    const confirmed = await checkedFetch(url, {
       method: "POST",
       headers: { "Content-Type": "application/x-www-form-urlencoded" },
       body: new URLSearchParams({ token }).toString(),
@@ -222,8 +266,40 @@ describe("the userphone SDK against a live server", { concurrency: true }, () =>
     expectError(await phone.checkPhone(), 404, "not-found");
   });
 
+  test("verify before anything is pending, and before the e-mail link: 404, then 409", async () => {
+    const user = newUser("early-verify");
+    const phone = clientFor(user);
+    expectError(await phone.verifyPhone("123456"), 404, "no-pending-verification");
+
+    const first = "+4915112345607";
+    assert.equal((await phone.updatePhone(first)).status, 201);
+    assert.equal((await phone.verifyPhone(await nextCode(first))).status, 200);
+    assert.equal((await phone.updatePhone("+4915112345608")).status, 201);
+    expectError(await phone.verifyPhone("123456"), 409, "email-confirmation-pending");
+  });
+
+  test("a body that is not JSON, or breaks the schema, or has the wrong type: 400 and 415", async () => {
+    const token = mintToken(newUser("bad-body"));
+    const put = async (contentType: string, body: string) => {
+      const res = await checkedFetch(`${baseUrl}/user/phone`, {
+        method: "PUT",
+        headers: { Authorization: `Bearer ${token}`, "Content-Type": contentType },
+        body,
+      });
+      const error = (await res.json()) as Result<unknown>["error"];
+      return { status: res.status, error, data: undefined, response: res } as Result<unknown>;
+    };
+    const jsonApi = "application/vnd.api+json";
+    // Prism answers a body that is not JSON itself (its own 400, not a
+    // JSON:API document) and never forwards it: that case runs only straight.
+    if (!viaPrism) expectError(await put(jsonApi, "{"), 400, "invalid-request");
+    const missing = expectError(await put(jsonApi, `{"data":{"type":"phone"}}`), 400, "invalid-request");
+    assert.match(missing.source?.pointer ?? "", /^\/data/);
+    expectError(await put("application/json", `{"data":{"type":"phone","attributes":{"phoneNumber":"+4915112345609"}}}`), 415, "unsupported-media-type");
+  });
+
   test("no token: 401 unauthorized", async () => {
-    const phone = createUserPhoneClient({ baseUrl });
+    const phone = createUserPhoneClient({ baseUrl, fetch: checkedFetch });
     const res = await phone.checkPhone();
     expectError(res, 401, "unauthorized");
     assert.match(res.response.headers.get("WWW-Authenticate") ?? "", /^Bearer realm="userphone"/);
