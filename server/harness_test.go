@@ -31,6 +31,13 @@ import (
 	"github.com/pace/userphone/store/storetest"
 )
 
+// Every harness announces a deprecation and a sunset, so every test's
+// answers carry both headers and the spec checks them.
+var (
+	testDeprecation = time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+	testSunset      = time.Date(2027, 12, 31, 0, 0, 0, 0, time.UTC)
+)
+
 // harness runs the whole service, real store included, behind an httptest
 // server, and checks every response it sees against the spec.
 type harness struct {
@@ -167,14 +174,15 @@ func newHarness(t *testing.T, o options) *harness {
 	if verifier == nil {
 		verifier = keys.Verifier(auth.Policy{}, log, nil)
 	}
-	handler, err := server.New(server.Config{Flow: svc, Verifier: verifier, Log: log, IPRate: o.ipRate, IPBurst: o.ipBurst, Ready: func(ctx context.Context) error {
-		if o.ready != nil {
-			if err := o.ready(); err != nil {
-				return err
+	handler, err := server.New(server.Config{Flow: svc, Verifier: verifier, Log: log, IPRate: o.ipRate, IPBurst: o.ipBurst,
+		Deprecation: testDeprecation, Sunset: testSunset, Ready: func(ctx context.Context) error {
+			if o.ready != nil {
+				if err := o.ready(); err != nil {
+					return err
+				}
 			}
-		}
-		return st.Ping(ctx)
-	}})
+			return st.Ping(ctx)
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,8 +2,13 @@ package server_test
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/pace/userphone/server"
+	"github.com/pace/userphone/store"
+	"github.com/pace/userphone/store/storetest"
 )
 
 // The confirmation pages carry a token in their URL and personal data in
@@ -35,4 +40,40 @@ func TestPagesAndAnswersCarryTheHardeningHeaders(t *testing.T) {
 			t.Errorf("page content type %q", page.HTTPResponse.Header.Get("Content-Type"))
 		}
 	})
+}
+
+// PACE's three operations are deprecated in the spec: every answer says so,
+// errors included (RFC 9745 Deprecation, RFC 8594 Sunset). The confirmation
+// pages are not deprecated and say nothing.
+func TestDeprecatedOperationsAnnounceDeprecationAndSunset(t *testing.T) {
+	h := newHarness(t, options{cfg: storetest.Config(t, store.SQLite)})
+	tok := h.token("dep", "dep@example.com")
+	wantDeprecation := "@1795737600" // 2026-11-27T00:00:00Z, the harness's date
+	wantSunset := "Fri, 31 Dec 2027 00:00:00 GMT"
+	if got := "@" + strconv.FormatInt(testDeprecation.Unix(), 10); got != wantDeprecation {
+		t.Fatalf("the harness's date is %s", got)
+	}
+
+	answers := map[string]*http.Response{
+		"CheckUserPhone 404":  h.check(tok).HTTPResponse,
+		"UpdateUserPhone 201": h.put(tok, numberA).HTTPResponse,
+		"VerifyUserPhone 422": h.verify(tok, "000000").HTTPResponse,
+		"CheckUserPhone 201":  h.check(tok).HTTPResponse,
+		"CheckUserPhone 401":  h.check("").HTTPResponse,
+	}
+	bad, _ := h.raw("PUT", server.BasePath+"/user/phone", "application/vnd.api+json", `{"data":{}}`, "Authorization", "Bearer "+tok)
+	answers["UpdateUserPhone 400"] = bad
+	for name, resp := range answers {
+		if got := resp.Header.Get("Deprecation"); got != wantDeprecation {
+			t.Errorf("%s (%d): Deprecation %q, want %q", name, resp.StatusCode, got, wantDeprecation)
+		}
+		if got := resp.Header.Get("Sunset"); got != wantSunset {
+			t.Errorf("%s (%d): Sunset %q, want %q", name, resp.StatusCode, got, wantSunset)
+		}
+	}
+	page := h.showConfirmation("not-a-token").HTTPResponse
+	if page.Header.Get("Deprecation") != "" || page.Header.Get("Sunset") != "" {
+		t.Errorf("the confirmation page (not deprecated) says Deprecation %q, Sunset %q",
+			page.Header.Get("Deprecation"), page.Header.Get("Sunset"))
+	}
 }

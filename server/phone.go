@@ -26,9 +26,9 @@ func (h *handlers) UpdateUserPhone(ctx context.Context, req api.UpdateUserPhoneR
 		return nil, err
 	}
 	if created {
-		return api.UpdateUserPhone201ApplicationVndAPIPlusJSONResponse(phoneDocument(p)), nil
+		return api.UpdateUserPhone201ApplicationVndAPIPlusJSONResponse{Body: phoneDocument(p)}, nil
 	}
-	return api.UpdateUserPhone200ApplicationVndAPIPlusJSONResponse(phoneDocument(p)), nil
+	return api.UpdateUserPhone200ApplicationVndAPIPlusJSONResponse{Body: phoneDocument(p)}, nil
 }
 
 func (h *handlers) VerifyUserPhone(ctx context.Context, req api.VerifyUserPhoneRequestObject) (api.VerifyUserPhoneResponseObject, error) {
@@ -37,7 +37,7 @@ func (h *handlers) VerifyUserPhone(ctx context.Context, req api.VerifyUserPhoneR
 	if err != nil {
 		return nil, err
 	}
-	return api.VerifyUserPhone200ApplicationVndAPIPlusJSONResponse(phoneDocument(p)), nil
+	return api.VerifyUserPhone200ApplicationVndAPIPlusJSONResponse{Body: phoneDocument(p)}, nil
 }
 
 func (h *handlers) CheckUserPhone(ctx context.Context, _ api.CheckUserPhoneRequestObject) (api.CheckUserPhoneResponseObject, error) {
@@ -49,9 +49,9 @@ func (h *handlers) CheckUserPhone(ctx context.Context, _ api.CheckUserPhoneReque
 	case !found:
 		return nil, userphone.Errorf(userphone.CodeNotFound, "The user has no phone number; set one with UpdateUserPhone.")
 	case p.Verified:
-		return api.CheckUserPhone200ApplicationVndAPIPlusJSONResponse(phoneDocument(p)), nil
+		return api.CheckUserPhone200ApplicationVndAPIPlusJSONResponse{Body: phoneDocument(p)}, nil
 	}
-	return api.CheckUserPhone201ApplicationVndAPIPlusJSONResponse(phoneDocument(p)), nil
+	return api.CheckUserPhone201ApplicationVndAPIPlusJSONResponse{Body: phoneDocument(p)}, nil
 }
 
 // requestContext unwraps the *gin.Context that the strict server passes as

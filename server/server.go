@@ -46,6 +46,11 @@ type Config struct {
 	// is not a trusted proxy is the client. Empty trusts none; the TCP
 	// peer is then the client, and X-Forwarded-For is ignored.
 	TrustedProxies []string
+
+	// Deprecation and Sunset go on every answer of an operation the spec
+	// marks deprecated, as the Deprecation (RFC 9745) and Sunset (RFC 8594)
+	// headers; a zero time sends no such header.
+	Deprecation, Sunset time.Time
 }
 
 // New returns the service's HTTP handler.
@@ -107,7 +112,7 @@ func New(cfg Config) (http.Handler, error) {
 		engine.HEAD(path, h)
 	}
 
-	v, err := newValidator(BasePath, cfg.Verifier)
+	v, err := newValidator(BasePath, cfg.Verifier, deprecationHeaders(cfg.Deprecation, cfg.Sunset))
 	if err != nil {
 		return nil, err
 	}

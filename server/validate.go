@@ -32,9 +32,11 @@ const maxBodyBytes = 16 << 10
 type validator struct {
 	router   routers.Router
 	verifier auth.Verifier
+	// deprecated is set on every answer of a deprecated operation.
+	deprecated http.Header
 }
 
-func newValidator(basePath string, verifier auth.Verifier) (*validator, error) {
+func newValidator(basePath string, verifier auth.Verifier, deprecated http.Header) (*validator, error) {
 	doc, err := api.GetSwagger()
 	if err != nil {
 		return nil, fmt.Errorf("load the embedded spec: %w", err)
@@ -45,7 +47,7 @@ func newValidator(basePath string, verifier auth.Verifier) (*validator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("route the embedded spec: %w", err)
 	}
-	return &validator{router: router, verifier: verifier}, nil
+	return &validator{router: router, verifier: verifier, deprecated: deprecated}, nil
 }
 
 func (v *validator) handle(c *gin.Context) {
@@ -57,6 +59,13 @@ func (v *validator) handle(c *gin.Context) {
 		return
 	}
 	c.Set(operationIDKey, route.Operation.OperationID)
+	if route.Operation.Deprecated {
+		// Before anything can refuse the request: an error answer tells a
+		// client about the deprecation too.
+		for k, v := range v.deprecated {
+			c.Writer.Header()[k] = v
+		}
+	}
 	// The flow records the request's id and the client in its audit trail.
 	c.Request = c.Request.WithContext(userphone.WithRequestMeta(c.Request.Context(),
 		userphone.RequestMeta{ID: requestID(c), ClientIP: c.ClientIP()}))

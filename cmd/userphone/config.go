@@ -55,7 +55,15 @@ type config struct {
 	TrustedProxies []string
 	LogLevel       slog.Level
 	LogFormat      string
+	// The Deprecation (RFC 9745) and Sunset (RFC 8594) headers of the
+	// deprecated PACE operations; a zero Sunset sends none.
+	Deprecation, Sunset time.Time
 }
+
+// defaultDeprecation is when this service's first contract release
+// (CHANGELOG 1.0.0) marked PACE's phone operations deprecated, as PACE's
+// spec does; set USERPHONE_DEPRECATION_DATE to PACE's own date if known.
+const defaultDeprecation = "2026-11-27"
 
 // settingError names the variable at fault; main prints it on one line and
 // exits with status 2.
@@ -120,6 +128,12 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.TrustedProxies = r.cidrs("USERPHONE_TRUSTED_PROXIES")
 	c.LogLevel = r.level("USERPHONE_LOG_LEVEL")
 	c.Secret = r.secret("USERPHONE_SECRET")
+	c.Deprecation = r.date("USERPHONE_DEPRECATION_DATE", defaultDeprecation)
+	c.Sunset = r.date("USERPHONE_SUNSET_DATE", "")
+	if r.err == nil && !c.Sunset.IsZero() && c.Sunset.Before(c.Deprecation) {
+		r.fail("USERPHONE_SUNSET_DATE", "%s is before the deprecation date %s (USERPHONE_DEPRECATION_DATE); a sunset comes after it",
+			c.Sunset.Format(time.DateOnly), c.Deprecation.Format(time.DateOnly))
+	}
 	if r.err != nil {
 		return c, r.err
 	}
@@ -253,6 +267,22 @@ func (r *reader) level(name string) slog.Level {
 		r.fail(name, "%q is not a log level; use debug, info, warn or error", v)
 	}
 	return l
+}
+
+// date reads a day (2027-06-30, midnight UTC) or an RFC 3339 time; an
+// empty default means none.
+func (r *reader) date(name, def string) time.Time {
+	v := r.str(name, def)
+	if v == "" {
+		return time.Time{}
+	}
+	for _, layout := range []string{time.DateOnly, time.RFC3339} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t.UTC()
+		}
+	}
+	r.fail(name, "%q is not a date; use e.g. 2027-06-30 or 2027-06-30T00:00:00Z", v)
+	return time.Time{}
 }
 
 // regions reads a comma-separated list of ISO 3166 regions, e.g. "DE,AT".

@@ -42,6 +42,8 @@ func TestABadSettingStopsStartupWithOneLineNamingIt(t *testing.T) {
 		"USERPHONE_ALLOWED_REGIONS":    "DE,Germany",
 		"USERPHONE_TRUSTED_PROXIES":    "10.0.0.0/33",
 		"USERPHONE_LIMIT_SMS_PER_HOUR": "-5",
+		"USERPHONE_DEPRECATION_DATE":   "last year",
+		"USERPHONE_SUNSET_DATE":        "2020-01-01", // before the deprecation
 	} {
 		t.Run(name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

@@ -56,7 +56,8 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		return err
 	}
 	handler, err := server.New(server.Config{Flow: svc, Verifier: verifier, Log: log,
-		IPRate: cfg.IPRate, IPBurst: cfg.IPBurst, TrustedProxies: cfg.TrustedProxies, Ready: func(ctx context.Context) error {
+		IPRate: cfg.IPRate, IPBurst: cfg.IPBurst, TrustedProxies: cfg.TrustedProxies,
+		Deprecation: cfg.Deprecation, Sunset: cfg.Sunset, Ready: func(ctx context.Context) error {
 			if err := keysReady(); err != nil {
 				return err
 			}

@@ -841,6 +841,18 @@ type ClientWithResponsesInterface interface {
 	VerifyUserPhoneWithResponse(ctx context.Context, body VerifyUserPhoneJSONRequestBody, reqEditors ...RequestEditorFn) (*VerifyUserPhoneResponse, error)
 }
 
+// CheckUserPhoneResponse200Headers the declared response headers of an HTTP 200 response for CheckUserPhone
+type CheckUserPhoneResponse200Headers struct {
+	Deprecation *string
+	Sunset      *string
+}
+
+// CheckUserPhoneResponse201Headers the declared response headers of an HTTP 201 response for CheckUserPhone
+type CheckUserPhoneResponse201Headers struct {
+	Deprecation *string
+	Sunset      *string
+}
+
 // CheckUserPhoneResponse401Headers the declared response headers of an HTTP 401 response for CheckUserPhone
 type CheckUserPhoneResponse401Headers struct {
 	WWWAuthenticate string
@@ -880,6 +892,10 @@ type CheckUserPhoneResponse struct {
 	ApplicationvndApiJSON501 *InternalError
 	// ApplicationvndApiJSON503 the response for an HTTP 503 `application/vnd.api+json` response
 	ApplicationvndApiJSON503 *ServiceUnavailable
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *CheckUserPhoneResponse200Headers
+	// Headers201 the parsed response headers for an HTTP 201 response
+	Headers201 *CheckUserPhoneResponse201Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *CheckUserPhoneResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -959,6 +975,18 @@ func (r CheckUserPhoneResponse) ContentType() string {
 	return ""
 }
 
+// UpdateUserPhoneResponse200Headers the declared response headers of an HTTP 200 response for UpdateUserPhone
+type UpdateUserPhoneResponse200Headers struct {
+	Deprecation *string
+	Sunset      *string
+}
+
+// UpdateUserPhoneResponse201Headers the declared response headers of an HTTP 201 response for UpdateUserPhone
+type UpdateUserPhoneResponse201Headers struct {
+	Deprecation *string
+	Sunset      *string
+}
+
 // UpdateUserPhoneResponse401Headers the declared response headers of an HTTP 401 response for UpdateUserPhone
 type UpdateUserPhoneResponse401Headers struct {
 	WWWAuthenticate string
@@ -1008,6 +1036,10 @@ type UpdateUserPhoneResponse struct {
 	ApplicationvndApiJSON501 *InternalError
 	// ApplicationvndApiJSON503 the response for an HTTP 503 `application/vnd.api+json` response
 	ApplicationvndApiJSON503 *ServiceUnavailable
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *UpdateUserPhoneResponse200Headers
+	// Headers201 the parsed response headers for an HTTP 201 response
+	Headers201 *UpdateUserPhoneResponse201Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *UpdateUserPhoneResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -1285,6 +1317,12 @@ func (r ConfirmPhoneChangeResponse) ContentType() string {
 	return ""
 }
 
+// VerifyUserPhoneResponse200Headers the declared response headers of an HTTP 200 response for VerifyUserPhone
+type VerifyUserPhoneResponse200Headers struct {
+	Deprecation *string
+	Sunset      *string
+}
+
 // VerifyUserPhoneResponse401Headers the declared response headers of an HTTP 401 response for VerifyUserPhone
 type VerifyUserPhoneResponse401Headers struct {
 	WWWAuthenticate string
@@ -1332,6 +1370,8 @@ type VerifyUserPhoneResponse struct {
 	ApplicationvndApiJSON501 *InternalError
 	// ApplicationvndApiJSON503 the response for an HTTP 503 `application/vnd.api+json` response
 	ApplicationvndApiJSON503 *ServiceUnavailable
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *VerifyUserPhoneResponse200Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *VerifyUserPhoneResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -1687,6 +1727,40 @@ func ParseCheckUserPhoneResponse(rsp *http.Response) (*CheckUserPhoneResponse, e
 	}
 
 	switch {
+	case rsp.StatusCode == 200:
+		var headers CheckUserPhoneResponse200Headers
+		if values := rsp.Header.Values("Deprecation"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Deprecation", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Deprecation = &value
+		}
+		if values := rsp.Header.Values("Sunset"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Sunset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Sunset = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 201:
+		var headers CheckUserPhoneResponse201Headers
+		if values := rsp.Header.Values("Deprecation"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Deprecation", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Deprecation = &value
+		}
+		if values := rsp.Header.Values("Sunset"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Sunset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Sunset = &value
+		}
+		response.Headers201 = &headers
 	case rsp.StatusCode == 401:
 		var headers CheckUserPhoneResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
@@ -1840,6 +1914,40 @@ func ParseUpdateUserPhoneResponse(rsp *http.Response) (*UpdateUserPhoneResponse,
 	}
 
 	switch {
+	case rsp.StatusCode == 200:
+		var headers UpdateUserPhoneResponse200Headers
+		if values := rsp.Header.Values("Deprecation"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Deprecation", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Deprecation = &value
+		}
+		if values := rsp.Header.Values("Sunset"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Sunset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Sunset = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 201:
+		var headers UpdateUserPhoneResponse201Headers
+		if values := rsp.Header.Values("Deprecation"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Deprecation", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Deprecation = &value
+		}
+		if values := rsp.Header.Values("Sunset"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Sunset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Sunset = &value
+		}
+		response.Headers201 = &headers
 	case rsp.StatusCode == 401:
 		var headers UpdateUserPhoneResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
@@ -2147,6 +2255,23 @@ func ParseVerifyUserPhoneResponse(rsp *http.Response) (*VerifyUserPhoneResponse,
 	}
 
 	switch {
+	case rsp.StatusCode == 200:
+		var headers VerifyUserPhoneResponse200Headers
+		if values := rsp.Header.Values("Deprecation"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Deprecation", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Deprecation = &value
+		}
+		if values := rsp.Header.Values("Sunset"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Sunset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Sunset = &value
+		}
+		response.Headers200 = &headers
 	case rsp.StatusCode == 401:
 		var headers VerifyUserPhoneResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {

@@ -286,29 +286,57 @@ type CheckUserPhoneResponseObject interface {
 	VisitCheckUserPhoneResponse(w http.ResponseWriter) error
 }
 
-type CheckUserPhone200ApplicationVndAPIPlusJSONResponse PhoneDocument
+type CheckUserPhone200ResponseHeaders struct {
+	Deprecation *string
+	Sunset      *string
+}
+
+type CheckUserPhone200ApplicationVndAPIPlusJSONResponse struct {
+	Body    PhoneDocument
+	Headers CheckUserPhone200ResponseHeaders
+}
 
 func (response CheckUserPhone200ApplicationVndAPIPlusJSONResponse) VisitCheckUserPhoneResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/vnd.api+json")
+	if response.Headers.Deprecation != nil {
+		w.Header().Set("Deprecation", fmt.Sprint(*response.Headers.Deprecation))
+	}
+	if response.Headers.Sunset != nil {
+		w.Header().Set("Sunset", fmt.Sprint(*response.Headers.Sunset))
+	}
 	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
 	return err
 }
 
-type CheckUserPhone201ApplicationVndAPIPlusJSONResponse PhoneDocument
+type CheckUserPhone201ResponseHeaders struct {
+	Deprecation *string
+	Sunset      *string
+}
+
+type CheckUserPhone201ApplicationVndAPIPlusJSONResponse struct {
+	Body    PhoneDocument
+	Headers CheckUserPhone201ResponseHeaders
+}
 
 func (response CheckUserPhone201ApplicationVndAPIPlusJSONResponse) VisitCheckUserPhoneResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/vnd.api+json")
+	if response.Headers.Deprecation != nil {
+		w.Header().Set("Deprecation", fmt.Sprint(*response.Headers.Deprecation))
+	}
+	if response.Headers.Sunset != nil {
+		w.Header().Set("Sunset", fmt.Sprint(*response.Headers.Sunset))
+	}
 	w.WriteHeader(201)
 	_, err := buf.WriteTo(w)
 	return err
@@ -420,29 +448,57 @@ type UpdateUserPhoneResponseObject interface {
 	VisitUpdateUserPhoneResponse(w http.ResponseWriter) error
 }
 
-type UpdateUserPhone200ApplicationVndAPIPlusJSONResponse PhoneDocument
+type UpdateUserPhone200ResponseHeaders struct {
+	Deprecation *string
+	Sunset      *string
+}
+
+type UpdateUserPhone200ApplicationVndAPIPlusJSONResponse struct {
+	Body    PhoneDocument
+	Headers UpdateUserPhone200ResponseHeaders
+}
 
 func (response UpdateUserPhone200ApplicationVndAPIPlusJSONResponse) VisitUpdateUserPhoneResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/vnd.api+json")
+	if response.Headers.Deprecation != nil {
+		w.Header().Set("Deprecation", fmt.Sprint(*response.Headers.Deprecation))
+	}
+	if response.Headers.Sunset != nil {
+		w.Header().Set("Sunset", fmt.Sprint(*response.Headers.Sunset))
+	}
 	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
 	return err
 }
 
-type UpdateUserPhone201ApplicationVndAPIPlusJSONResponse PhoneDocument
+type UpdateUserPhone201ResponseHeaders struct {
+	Deprecation *string
+	Sunset      *string
+}
+
+type UpdateUserPhone201ApplicationVndAPIPlusJSONResponse struct {
+	Body    PhoneDocument
+	Headers UpdateUserPhone201ResponseHeaders
+}
 
 func (response UpdateUserPhone201ApplicationVndAPIPlusJSONResponse) VisitUpdateUserPhoneResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/vnd.api+json")
+	if response.Headers.Deprecation != nil {
+		w.Header().Set("Deprecation", fmt.Sprint(*response.Headers.Deprecation))
+	}
+	if response.Headers.Sunset != nil {
+		w.Header().Set("Sunset", fmt.Sprint(*response.Headers.Sunset))
+	}
 	w.WriteHeader(201)
 	_, err := buf.WriteTo(w)
 	return err
@@ -933,15 +989,29 @@ type VerifyUserPhoneResponseObject interface {
 	VisitVerifyUserPhoneResponse(w http.ResponseWriter) error
 }
 
-type VerifyUserPhone200ApplicationVndAPIPlusJSONResponse PhoneDocument
+type VerifyUserPhone200ResponseHeaders struct {
+	Deprecation *string
+	Sunset      *string
+}
+
+type VerifyUserPhone200ApplicationVndAPIPlusJSONResponse struct {
+	Body    PhoneDocument
+	Headers VerifyUserPhone200ResponseHeaders
+}
 
 func (response VerifyUserPhone200ApplicationVndAPIPlusJSONResponse) VisitVerifyUserPhoneResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/vnd.api+json")
+	if response.Headers.Deprecation != nil {
+		w.Header().Set("Deprecation", fmt.Sprint(*response.Headers.Deprecation))
+	}
+	if response.Headers.Sunset != nil {
+		w.Header().Set("Sunset", fmt.Sprint(*response.Headers.Sunset))
+	}
 	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
 	return err

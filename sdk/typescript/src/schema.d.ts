@@ -538,6 +538,21 @@ export interface components {
     };
     requestBodies: never;
     headers: {
+        /**
+         * @description RFC 9745: the operation is deprecated, since the date given as an
+         *     RFC 9651 structured-field date (`@` and Unix seconds). userphone sends
+         *     it on every answer of a deprecated operation, errors included; the
+         *     date is the operator's (`USERPHONE_DEPRECATION_DATE`).
+         * @example @1795737600
+         */
+        Deprecation: string;
+        /**
+         * @description RFC 8594: when the operation may stop answering, an HTTP date. Sent
+         *     on every answer of a deprecated operation once the operator has
+         *     announced a date (`USERPHONE_SUNSET_DATE`); absent otherwise.
+         * @example Fri, 31 Dec 2027 00:00:00 GMT
+         */
+        Sunset: string;
         /** @description Seconds to wait before trying again. */
         RetryAfter: number;
         /** @description The bearer challenge, per RFC 6750. */
@@ -559,6 +574,8 @@ export interface operations {
             /** @description The phone number is set and verified. The body is an extension. */
             200: {
                 headers: {
+                    Deprecation: components["headers"]["Deprecation"];
+                    Sunset: components["headers"]["Sunset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -568,6 +585,8 @@ export interface operations {
             /** @description The phone number is set but not verified. The body is an extension. */
             201: {
                 headers: {
+                    Deprecation: components["headers"]["Deprecation"];
+                    Sunset: components["headers"]["Sunset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -609,6 +628,8 @@ export interface operations {
              */
             200: {
                 headers: {
+                    Deprecation: components["headers"]["Deprecation"];
+                    Sunset: components["headers"]["Sunset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -621,6 +642,8 @@ export interface operations {
              */
             201: {
                 headers: {
+                    Deprecation: components["headers"]["Deprecation"];
+                    Sunset: components["headers"]["Sunset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -684,6 +707,8 @@ export interface operations {
             /** @description Phone number is validated. The body is an extension. */
             200: {
                 headers: {
+                    Deprecation: components["headers"]["Deprecation"];
+                    Sunset: components["headers"]["Sunset"];
                     [name: string]: unknown;
                 };
                 content: {
