@@ -1,7 +1,8 @@
 // Package server owns the HTTP side of userphone: routing under the base
 // path, authentication and kin-openapi validation of every request, the
-// strict-server handlers that call the flow, the confirmation pages, and
-// the mapping of errors to JSON:API documents.
+// strict-server handlers that call the flow, the confirmation pages, the
+// routes of the API reference page (package apidocs), and the mapping of
+// errors to JSON:API documents.
 package server
 
 import (
@@ -20,6 +21,7 @@ import (
 	"github.com/pace/userphone/flow"
 	"github.com/pace/userphone/gen/api"
 	"github.com/pace/userphone/openapi"
+	"github.com/pace/userphone/server/apidocs"
 )
 
 // BasePath is where the API lives, as in the spec's servers URL, so PACE's
@@ -110,6 +112,15 @@ func New(cfg Config) (http.Handler, error) {
 	} {
 		engine.GET(path, h)
 		engine.HEAD(path, h)
+	}
+	// The API reference page and its files: public, outside the base path,
+	// so neither authentication nor validation runs for them. They replace
+	// securityHeaders' Content-Security-Policy and Cache-Control with their
+	// own; the other hardening headers stay.
+	for _, r := range apidocs.Routes() {
+		h := gin.WrapH(r.Handler)
+		engine.GET(r.Path, h)
+		engine.HEAD(r.Path, h)
 	}
 
 	v, err := newValidator(BasePath, cfg.Verifier, deprecationHeaders(cfg.Deprecation, cfg.Sunset))
