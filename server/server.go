@@ -160,7 +160,11 @@ func ready(check func(context.Context) error) gin.HandlerFunc {
 			ctx, cancel := context.WithTimeout(c.Request.Context(), readyTimeout)
 			defer cancel()
 			if err := check(ctx); err != nil {
-				writeError(c, fmt.Errorf("%w: %v", userphone.ErrUnavailable, err))
+				// The reason may hold a database address: it goes to the
+				// log, and the answer only says where to look.
+				loggerFrom(c).Warn("not ready", "request_id", requestID(c), "reason", err)
+				writeError(c, &userphone.Error{Code: userphone.CodeServiceUnavailable,
+					Detail: "The service is not ready: the database, its schema or the token keys are not; the server's log says which.", RetryAfter: unavailableRetryAfter})
 				return
 			}
 		}

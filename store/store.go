@@ -7,9 +7,11 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -145,6 +147,26 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
+// Ready reports whether the store can serve: the database answers, and its
+// schema is at least at the newest migration this binary knows. A newer
+// schema is accepted: migrations only add (columns, tables, indexes), so
+// the replicas a rolling upgrade has not reached yet keep serving after the
+// first new one migrated.
+func (s *Store) Ready(ctx context.Context) error {
+	if err := s.Ping(ctx); err != nil {
+		return err
+	}
+	applied, latest, err := s.SchemaVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: read the schema version: %v", userphone.ErrUnavailable, err)
+	}
+	if applied < latest {
+		return fmt.Errorf("%w: the database schema is at migration %d, this binary needs %d; run `userphone migrate`",
+			userphone.ErrUnavailable, applied, latest)
+	}
+	return nil
+}
+
 // Migrate applies the pending migrations of the store's dialect. On
 // PostgreSQL an advisory lock keeps replicas that start together from
 // migrating at the same time.
@@ -239,10 +261,16 @@ func translate(err error) error {
 			return fmt.Errorf("%w: %v", userphone.ErrUnavailable, err)
 		}
 	}
+	// A connection that went away, or never came: the database restarts
+	// or fails over, and the client should try again shortly. Class 08 is
+	// SQL's "connection exception".
 	var connectErr *pgconn.ConnectError
 	var netErr net.Error
 	if errors.As(err, &connectErr) || errors.As(err, &netErr) ||
-		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) {
+		errors.Is(err, pgconn.ErrConnClosed) || errors.Is(err, driver.ErrBadConn) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || pgconn.SafeToRetry(err) ||
+		(pgErr != nil && strings.HasPrefix(pgErr.Code, "08")) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
 		return fmt.Errorf("%w: %v", userphone.ErrUnavailable, err)
 	}
 	return err

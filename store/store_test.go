@@ -250,3 +250,28 @@ func TestPurgeDeletesOnlyChangesThatEndedBeforeTheCutoff(t *testing.T) {
 		})
 	})
 }
+
+// Ready needs the schema this binary knows: a database not yet migrated
+// is not ready, with a reason that says what to do.
+func TestReadyNeedsTheMigratedSchema(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(string(d), func(t *testing.T) {
+			s, err := store.Open(storetest.Config(t, d)) // not migrated
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			ctx := context.Background()
+			err = s.Ready(ctx)
+			if !errors.Is(err, userphone.ErrUnavailable) || !bytes.Contains([]byte(err.Error()), []byte("userphone migrate")) {
+				t.Fatalf("Ready before migrating = %v; want unavailable, naming `userphone migrate`", err)
+			}
+			if err := s.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Ready(ctx); err != nil {
+				t.Fatalf("Ready after migrating: %v", err)
+			}
+		})
+	}
+}

@@ -61,7 +61,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 			if err := keysReady(); err != nil {
 				return err
 			}
-			return st.Ping(ctx)
+			return st.Ready(ctx)
 		}})
 	if err != nil {
 		return err
