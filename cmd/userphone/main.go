@@ -23,6 +23,7 @@ Usage:
   userphone migrate      apply the database migrations and exit
   userphone audit --sub ID
                          print one user's audit trail
+  userphone version      print the version, the commit and the spec's version
 
 Configuration comes from USERPHONE_* environment variables; see README.md.
 `
@@ -40,8 +41,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 0 {
 		cmd, args = args[0], args[1:]
 	}
-	if cmd == "help" || cmd == "-h" || cmd == "--help" {
+	switch cmd {
+	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
+		return 0
+	case "version", "--version":
+		// Needs no configuration: it must work on any machine.
+		if err := printVersion(stdout); err != nil {
+			fmt.Fprintf(stderr, "userphone: %v\n", err)
+			return 1
+		}
 		return 0
 	}
 	cfg, err := loadConfig(getenv)
