@@ -46,6 +46,9 @@ type Config struct {
 	// is not a trusted proxy is the client. Empty trusts none; the TCP
 	// peer is then the client, and X-Forwarded-For is ignored.
 	TrustedProxies []string
+	// Observer is told of every answered request, for metrics; nil tells
+	// no one and adds nothing to a request.
+	Observer Observer
 }
 
 // New returns the service's HTTP handler.
@@ -78,11 +81,19 @@ func New(cfg Config) (http.Handler, error) {
 		}
 	}
 
+	v, err := newValidator(BasePath, cfg.Verifier)
+	if err != nil {
+		return nil, err
+	}
 	// Every response, a 429 included, carries the request id and the
-	// security headers and gets its access-log line; the client limit
-	// comes next, so a refused request costs no token check, validation or
-	// database work.
-	middleware := []gin.HandlerFunc{requestIDs, securityHeaders, accessLog(log), gin.CustomRecoveryWithWriter(nil, recovered)}
+	// security headers and gets its access-log line (and its metrics); the
+	// client limit comes next, so a refused request costs no token check,
+	// validation or database work.
+	middleware := []gin.HandlerFunc{requestIDs, securityHeaders, accessLog(log)}
+	if cfg.Observer != nil {
+		middleware = append(middleware, observeRequests(cfg.Observer, operationIDs(v.doc, BasePath)))
+	}
+	middleware = append(middleware, gin.CustomRecoveryWithWriter(nil, recovered))
 	switch {
 	case cfg.IPRate < 0 || math.IsNaN(cfg.IPRate) || math.IsInf(cfg.IPRate, 0):
 		return nil, fmt.Errorf("the per-client request rate %v is not a rate; 0 turns the limit off", cfg.IPRate)
@@ -107,10 +118,6 @@ func New(cfg Config) (http.Handler, error) {
 		engine.HEAD(path, h)
 	}
 
-	v, err := newValidator(BasePath, cfg.Verifier)
-	if err != nil {
-		return nil, err
-	}
 	strict := api.NewStrictHandlerWithOptions(&handlers{flow: cfg.Flow, basePath: BasePath}, nil, api.StrictGinServerOptions{
 		RequestErrorHandlerFunc: func(c *gin.Context, err error) {
 			// Validation has passed, so this is a body that kin-openapi and

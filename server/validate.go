@@ -30,6 +30,7 @@ const maxBodyBytes = 16 << 10
 // validator authenticates and validates each API request against the
 // embedded spec before a handler sees it.
 type validator struct {
+	doc      *openapi3.T
 	router   routers.Router
 	verifier auth.Verifier
 }
@@ -45,7 +46,7 @@ func newValidator(basePath string, verifier auth.Verifier) (*validator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("route the embedded spec: %w", err)
 	}
-	return &validator{router: router, verifier: verifier}, nil
+	return &validator{doc: doc, router: router, verifier: verifier}, nil
 }
 
 func (v *validator) handle(c *gin.Context) {
