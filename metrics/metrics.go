@@ -114,7 +114,22 @@ func label(name string) string { return strings.ReplaceAll(name, "-", "_") }
 
 // ObserveRequest implements server.Observer.
 func (m *Metrics) ObserveRequest(operation string, status int, took time.Duration) {
-	m.requests.WithLabelValues(operation, strconv.Itoa(status)).Observe(took.Seconds())
+	m.requests.WithLabelValues(operation, statusLabel(status)).Observe(took.Seconds())
+}
+
+// statusLabels spares each request the allocation of its status's text.
+var statusLabels = func() (l [600]string) {
+	for s := 100; s < len(l); s++ {
+		l[s] = strconv.Itoa(s)
+	}
+	return l
+}()
+
+func statusLabel(status int) string {
+	if status >= 100 && status < len(statusLabels) {
+		return statusLabels[status]
+	}
+	return strconv.Itoa(status)
 }
 
 // ObserveStep implements flow.Observer.
