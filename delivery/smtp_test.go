@@ -611,6 +611,9 @@ func TestSMTPTimeout(t *testing.T) {
 	if err == nil || errors.Is(err, userphone.ErrPermanent) {
 		t.Fatalf("silent server: %v; want a transient error", err)
 	}
+	if FailureClass(err) != FailureTimeout {
+		t.Errorf("silent server: class %q; want %q (%v)", FailureClass(err), FailureTimeout, err)
+	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("the timeout did not hold: %s", d)
 	}

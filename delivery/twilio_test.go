@@ -226,6 +226,9 @@ func TestTwilioClassifiesAnswers(t *testing.T) {
 		if got := errors.Is(err, userphone.ErrPermanent); got != tt.permanent {
 			t.Errorf("%s: permanent %v; want %v (%v)", tt.to, got, tt.permanent, err)
 		}
+		if want := map[bool]string{true: FailurePermanent, false: FailureTransient}[tt.permanent]; FailureClass(err) != want {
+			t.Errorf("%s: class %q; want %q", tt.to, FailureClass(err), want)
+		}
 		if !strings.Contains(err.Error(), tt.text) {
 			t.Errorf("%s: error %q lacks %q", tt.to, err, tt.text)
 		}
@@ -268,8 +271,8 @@ func TestTwilioNetworkErrors(t *testing.T) {
 	down := "http://" + ln.Addr().String()
 	ln.Close()
 	err = newTestTwilio(t, TwilioConfig{APIURL: down}, nil).Send(context.Background(), codeSMS("+4915112345678", "k"))
-	if err == nil || errors.Is(err, userphone.ErrPermanent) {
-		t.Errorf("connection refused: %v; want a transient error", err)
+	if err == nil || errors.Is(err, userphone.ErrPermanent) || FailureClass(err) != FailureTransient {
+		t.Errorf("connection refused: %v (class %q); want a transient error", err, FailureClass(err))
 	}
 	var opErr *net.OpError
 	if !errors.As(err, &opErr) {
@@ -281,16 +284,16 @@ func TestTwilioNetworkErrors(t *testing.T) {
 	ts.delay = 2 * time.Second
 	tw := newTestTwilio(t, TwilioConfig{APIURL: ts.srv.URL, HTTPClient: &http.Client{Timeout: 100 * time.Millisecond}}, nil)
 	err = tw.Send(context.Background(), codeSMS("+4915112345678", "k"))
-	if err == nil || errors.Is(err, userphone.ErrPermanent) {
-		t.Errorf("timeout: %v; want a transient error", err)
+	if err == nil || errors.Is(err, userphone.ErrPermanent) || FailureClass(err) != FailureTimeout {
+		t.Errorf("timeout: %v (class %q); want a transient error, a timeout", err, FailureClass(err))
 	}
 
 	// A cancelled job.
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	err = newTestTwilio(t, TwilioConfig{APIURL: ts.srv.URL}, nil).Send(ctx, codeSMS("+4915112345678", "k"))
-	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, userphone.ErrPermanent) {
-		t.Errorf("cancelled: %v; want the context's error, transient", err)
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, userphone.ErrPermanent) || FailureClass(err) != FailureTimeout {
+		t.Errorf("cancelled: %v (class %q); want the context's error, transient, a timeout", err, FailureClass(err))
 	}
 }
 

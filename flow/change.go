@@ -25,7 +25,7 @@ func (s *Service) RequestChange(ctx context.Context, id userphone.Identity, rawN
 		return userphone.Phone{}, false, err
 	}
 	defer func() { s.recordRefusal(ctx, id.Subject, number, err) }()
-	err = s.inTx(ctx, func(tx userphone.Tx, now time.Time) error {
+	err = s.inTx(ctx, func(ctx context.Context, tx userphone.Tx, now time.Time) error {
 		user, err := tx.UpsertUser(ctx, id, now)
 		if err != nil {
 			return err
@@ -121,11 +121,11 @@ func (s *Service) coolDown(c *userphone.PhoneChange, now time.Time) error {
 		return nil
 	}
 	secs := int(math.Ceil(wait.Seconds()))
-	return &userphone.Error{
+	return &refusal{LimitCooldown, &userphone.Error{
 		Code:       userphone.CodeRateLimited,
 		Detail:     "A message for this phone number change was sent moments ago; try again in " + strconv.Itoa(secs) + " seconds.",
 		RetryAfter: time.Duration(secs) * time.Second,
-	}
+	}}
 }
 
 // coolDownAcrossChanges applies the cool-down to a new change too, when the

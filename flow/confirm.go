@@ -55,7 +55,7 @@ func (s *Service) LookUpConfirmation(ctx context.Context, token string) (Confirm
 func (s *Service) Confirm(ctx context.Context, token string) (Confirmation, error) {
 	var conf Confirmation
 	var userID, number string // for the trail, should a limit refuse the SMS
-	err := s.inTx(ctx, func(tx userphone.Tx, now time.Time) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx userphone.Tx, now time.Time) error {
 		found, err := tx.ChangeByEmailToken(ctx, s.tokenHash(token))
 		if err != nil || found == nil {
 			conf = Confirmation{State: LinkUnknown}

@@ -22,7 +22,13 @@ func (s *Service) record(ctx context.Context, tx userphone.Tx, kind userphone.Ev
 	if meta.ClientIP != "" {
 		e.ClientIPHash = hex.EncodeToString(s.mac("client-ip", meta.ClientIP)[:16])
 	}
-	return tx.AddEvent(ctx, e)
+	if err := tx.AddEvent(ctx, e); err != nil {
+		return err
+	}
+	if steps, ok := ctx.Value(journalKey{}).(*journal); ok {
+		*steps = append(*steps, kind)
+	}
+	return nil
 }
 
 // recordRefusal keeps a refused request in the trail. The request's own
@@ -33,7 +39,10 @@ func (s *Service) recordRefusal(ctx context.Context, userID, number string, refu
 	if e == nil || (e.Code != userphone.CodeRateLimited && e.Code != userphone.CodeServiceUnavailable) {
 		return
 	}
-	err := s.store.InTx(ctx, func(tx userphone.Tx) error {
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.ObserveRefusal(limitOf(refusal))
+	}
+	err := s.inTxOnce(ctx, func(ctx context.Context, tx userphone.Tx) error {
 		return s.record(ctx, tx, userphone.EventRateLimited, userID, nil, number, e.Detail, s.clock())
 	})
 	if err != nil {

@@ -29,6 +29,21 @@ type Config struct {
 	// link is ConfirmURL?token=….
 	ConfirmURL string
 	Limits     Limits
+	// Observer is told of the flow's steps, for metrics; nil tells no one.
+	Observer Observer
+}
+
+// Observer is told of the flow's steps, for metrics. It hears of a step
+// only once the transaction that recorded it has committed: never of one
+// that rolled back, and once for a transaction that ran again after
+// losing a race. Its methods must be quick and must not block.
+type Observer interface {
+	// ObserveStep is told of each step the audit trail kept.
+	ObserveStep(kind userphone.EventKind)
+	// ObserveRefusal is told which limit refused a request (LimitCooldown,
+	// LimitUserChanges, LimitNumberSMS, LimitSMSBudget), whether or not
+	// the refusal reached the audit trail.
+	ObserveRefusal(limit string)
 }
 
 // Queue takes messages to send in the transaction of the state change that
@@ -69,12 +84,14 @@ func New(store userphone.Store, queue Queue, cfg Config, log *slog.Logger, now f
 // something else is wrong.
 const conflictRetries = 4
 
-// inTx runs fn in a transaction, again when it lost a race.
-func (s *Service) inTx(ctx context.Context, fn func(tx userphone.Tx, now time.Time) error) error {
+// inTx runs fn in a transaction, again when it lost a race. fn records
+// its steps with the ctx it is given, so that the observer hears of them
+// once the transaction commits.
+func (s *Service) inTx(ctx context.Context, fn func(ctx context.Context, tx userphone.Tx, now time.Time) error) error {
 	var err error
 	for range conflictRetries {
-		err = s.store.InTx(ctx, func(tx userphone.Tx) error {
-			return fn(tx, s.clock())
+		err = s.inTxOnce(ctx, func(ctx context.Context, tx userphone.Tx) error {
+			return fn(ctx, tx, s.clock())
 		})
 		if !errors.Is(err, userphone.ErrConflict) {
 			break
@@ -85,6 +102,30 @@ func (s *Service) inTx(ctx context.Context, fn func(tx userphone.Tx, now time.Ti
 	return err
 }
 
+// inTxOnce runs fn in one transaction and, once it has committed, tells the
+// observer of the steps fn recorded.
+func (s *Service) inTxOnce(ctx context.Context, fn func(ctx context.Context, tx userphone.Tx) error) error {
+	if s.cfg.Observer == nil {
+		return s.store.InTx(ctx, func(tx userphone.Tx) error { return fn(ctx, tx) })
+	}
+	var steps journal
+	err := s.store.InTx(ctx, func(tx userphone.Tx) error {
+		steps = steps[:0] // a store that runs fn again starts the list over
+		return fn(context.WithValue(ctx, journalKey{}, &steps), tx)
+	})
+	if err == nil {
+		for _, kind := range steps {
+			s.cfg.Observer.ObserveStep(kind)
+		}
+	}
+	return err
+}
+
+// journal lists the steps a transaction recorded, until it commits.
+type journal []userphone.EventKind
+
+type journalKey struct{}
+
 // clock returns the time at the precision the store keeps.
 func (s *Service) clock() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
 
@@ -93,7 +134,7 @@ func (s *Service) clock() time.Time { return s.now().UTC().Truncate(time.Microse
 // for operators and frees the one-open-change slot.
 func (s *Service) SweepExpired(ctx context.Context) (int64, error) {
 	var n int64
-	err := s.store.InTx(ctx, func(tx userphone.Tx) error {
+	err := s.inTxOnce(ctx, func(ctx context.Context, tx userphone.Tx) error {
 		now := s.clock()
 		expired, err := tx.ExpireDue(ctx, now)
 		for i := range expired {

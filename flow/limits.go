@@ -2,6 +2,7 @@ package flow
 
 import (
 	"context"
+	"errors"
 	"math"
 	"slices"
 	"strconv"
@@ -27,6 +28,38 @@ type Limits struct {
 	AllowedRegions []string
 }
 
+// The limits that refuse requests, as the observer is told them.
+const (
+	// LimitCooldown: a message for the change, or the user's last one, went
+	// out moments ago.
+	LimitCooldown = "cooldown"
+	// LimitUserChanges: the user asked for too many changes this hour or day.
+	LimitUserChanges = "user-changes"
+	// LimitNumberSMS: too many SMS to one number this hour or day.
+	LimitNumberSMS = "number-sms"
+	// LimitSMSBudget: the budget for all SMS is used up (503).
+	LimitSMSBudget = "sms-budget"
+)
+
+// refusal is a limit's answer: the caller's error, and the limit's name for
+// the observer.
+type refusal struct {
+	limit string
+	err   *userphone.Error
+}
+
+func (r *refusal) Error() string { return r.err.Error() }
+func (r *refusal) Unwrap() error { return r.err }
+
+// limitOf names the limit that refused with err, or is empty.
+func limitOf(err error) string {
+	var r *refusal
+	if errors.As(err, &r) {
+		return r.limit
+	}
+	return ""
+}
+
 // checkRegion refuses a number from outside the allowed regions.
 func (s *Service) checkRegion(number string) error {
 	if len(s.cfg.Limits.AllowedRegions) == 0 {
@@ -46,6 +79,7 @@ type window struct {
 	limit int
 	span  time.Duration
 	what  string
+	name  string // LimitUserChanges, …
 }
 
 // checkWindows refuses when q's events within any window reached its limit.
@@ -62,11 +96,11 @@ func checkWindows(ctx context.Context, tx userphone.Tx, q userphone.EventQuery, 
 		if n >= w.limit {
 			wait := max(oldest.Add(w.span).Sub(now), time.Second)
 			secs := int(math.Ceil(wait.Seconds()))
-			return &userphone.Error{
+			return &refusal{w.name, &userphone.Error{
 				Code:       userphone.CodeRateLimited,
 				Detail:     "Too many " + w.what + "; try again in " + strconv.Itoa(secs) + " seconds.",
 				RetryAfter: time.Duration(secs) * time.Second,
-			}
+			}}
 		}
 	}
 	return nil
@@ -76,8 +110,8 @@ func checkWindows(ctx context.Context, tx userphone.Tx, q userphone.EventQuery, 
 func (s *Service) checkUserLimits(ctx context.Context, tx userphone.Tx, userID string, now time.Time) error {
 	l := s.cfg.Limits
 	return checkWindows(ctx, tx, userphone.EventQuery{Kind: userphone.EventRequested, UserID: userID}, now,
-		window{l.ChangesPerHour, time.Hour, "phone number change requests this hour"},
-		window{l.ChangesPerDay, 24 * time.Hour, "phone number change requests today"})
+		window{l.ChangesPerHour, time.Hour, "phone number change requests this hour", LimitUserChanges},
+		window{l.ChangesPerDay, 24 * time.Hour, "phone number change requests today", LimitUserChanges})
 }
 
 // checkSMSLimits bounds the SMS to one number, whoever asks, and all SMS.
@@ -89,20 +123,20 @@ func (s *Service) checkSMSLimits(ctx context.Context, tx userphone.Tx, number st
 		return err
 	}
 	err := checkWindows(ctx, tx, userphone.EventQuery{Kind: userphone.EventSMSSent, PhoneNumber: number}, now,
-		window{l.SMSPerNumberPerHour, time.Hour, "SMS to this number this hour"},
-		window{l.SMSPerNumberPerDay, 24 * time.Hour, "SMS to this number today"})
+		window{l.SMSPerNumberPerHour, time.Hour, "SMS to this number this hour", LimitNumberSMS},
+		window{l.SMSPerNumberPerDay, 24 * time.Hour, "SMS to this number today", LimitNumberSMS})
 	if err != nil {
 		return err
 	}
-	err = checkWindows(ctx, tx, userphone.EventQuery{Kind: userphone.EventSMSSent}, now, window{l.SMSPerHour, time.Hour, "SMS"})
+	err = checkWindows(ctx, tx, userphone.EventQuery{Kind: userphone.EventSMSSent}, now, window{l.SMSPerHour, time.Hour, "SMS", LimitSMSBudget})
 	if e := userphone.AsError(err); e != nil {
 		s.log.Error("the global SMS budget is used up; no SMS is sent until the hour rolls on",
 			"budget_per_hour", l.SMSPerHour, "retry_after", e.RetryAfter)
-		return &userphone.Error{
+		return &refusal{LimitSMSBudget, &userphone.Error{
 			Code:       userphone.CodeServiceUnavailable,
 			Detail:     "SMS cannot be sent right now; try again later.",
 			RetryAfter: e.RetryAfter,
-		}
+		}}
 	}
 	return err
 }

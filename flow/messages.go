@@ -128,7 +128,7 @@ func (s *Service) DeliveryFailed(ctx context.Context, m userphone.Outgoing, reas
 	if err != nil || userID == "" {
 		return err
 	}
-	return s.inTx(ctx, func(tx userphone.Tx, now time.Time) error {
+	return s.inTx(ctx, func(ctx context.Context, tx userphone.Tx, now time.Time) error {
 		if _, _, err := tx.LockUser(ctx, userID); err != nil {
 			return err
 		}
@@ -137,7 +137,7 @@ func (s *Service) DeliveryFailed(ctx context.Context, m userphone.Outgoing, reas
 			return err
 		}
 		s.log.Warn("phone change cancelled: its message could not be delivered", "change", c.ID, "kind", m.Kind, "reason", reason)
-		ctx := userphone.WithRequestMeta(ctx, userphone.RequestMeta{ID: m.RequestID})
+		ctx = userphone.WithRequestMeta(ctx, userphone.RequestMeta{ID: m.RequestID})
 		if err := s.record(ctx, tx, userphone.EventDeliveryFailed, c.UserID, c, "", reason, now); err != nil {
 			return err
 		}

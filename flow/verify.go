@@ -15,7 +15,7 @@ func (s *Service) Verify(ctx context.Context, id userphone.Identity, code string
 	// outcome is an error that must still commit the state that led to it:
 	// a counted wrong attempt, a cancellation, an expiry.
 	var outcome error
-	err := s.inTx(ctx, func(tx userphone.Tx, now time.Time) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx userphone.Tx, now time.Time) error {
 		outcome = nil
 		user, err := tx.UpsertUser(ctx, id, now)
 		if err != nil {

@@ -77,6 +77,7 @@ type Flow interface {
 type Queue struct {
 	cfg    Config
 	log    *slog.Logger
+	db     *sql.DB
 	driver riverdriver.Driver[*sql.Tx]
 	client *river.Client[*sql.Tx]
 	// set by Start, read by the workers
@@ -103,7 +104,7 @@ func New(st *store.Store, cfg Config) (*Queue, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	q := &Queue{cfg: cfg, log: log}
+	q := &Queue{cfg: cfg, log: log, db: st.SQLDB()}
 	if st.Dialect() == store.Postgres {
 		q.driver = riverdatabasesql.New(st.SQLDB())
 	} else {
@@ -225,4 +226,36 @@ func (q *Queue) WaitIdle(ctx context.Context) error {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
+}
+
+// waitingStates are those of a message not yet sent nor being sent.
+var waitingStates = []rivertype.JobState{rivertype.JobStateAvailable, rivertype.JobStateRetryable, rivertype.JobStateScheduled}
+
+// backlogQuery counts the messages waiting to be sent; the same SQL on
+// both dialects, with no parameters, so no placeholder style matters.
+var backlogQuery = "SELECT COUNT(*) FROM river_job WHERE kind = '" + sendArgs{}.Kind() + "' AND state IN ('" +
+	string(waitingStates[0]) + "', '" + string(waitingStates[1]) + "', '" + string(waitingStates[2]) + "')"
+
+// Backlog tells how many messages wait to be sent (due, waiting for a
+// retry, or scheduled), and since when the oldest one that is due has
+// waited for a worker: the zero time when none is due. Metrics read it on
+// every scrape: two queries that read only the waiting jobs, of which a
+// healthy queue has few; ctx bounds them. Every replica sees the whole
+// cluster's queue.
+func (q *Queue) Backlog(ctx context.Context) (waiting int, oldestDue time.Time, err error) {
+	if err := q.db.QueryRowContext(ctx, backlogQuery).Scan(&waiting); err != nil {
+		return 0, time.Time{}, fmt.Errorf("count the waiting messages: %w", err)
+	}
+	// A job is due from its scheduled time on, whether River has moved it
+	// to available yet or not.
+	params := river.NewJobListParams().Kinds(sendArgs{}.Kind()).States(waitingStates...).
+		OrderBy(river.JobListOrderByScheduledAt, river.SortOrderAsc).First(1)
+	res, err := q.client.JobList(ctx, params)
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("find the oldest waiting message: %w", err)
+	}
+	if len(res.Jobs) > 0 && !res.Jobs[0].ScheduledAt.After(time.Now()) {
+		oldestDue = res.Jobs[0].ScheduledAt
+	}
+	return waiting, oldestDue, nil
 }

@@ -79,3 +79,49 @@ func TestBackoffDoublesWithJitterUpToACap(t *testing.T) {
 		}
 	}
 }
+
+// Backlog counts the messages that wait, in any waiting state, and tells
+// since when the oldest due one waits; other jobs do not count.
+func TestBacklogCountsWaitingMessages(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(string(d), func(t *testing.T) {
+			st := storetest.New(t, d)
+			q, err := New(st, Config{}) // insert-only: the jobs stay
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			if err := q.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if n, oldest, err := q.Backlog(ctx); err != nil || n != 0 || !oldest.IsZero() {
+				t.Fatalf("empty queue: %d, %v (%v)", n, oldest, err)
+			}
+			insert := func(at time.Time) {
+				m := sendArgs{userphone.Outgoing{Kind: "code", ChangeID: "c", MessageNo: 1}}
+				if _, err := q.client.Insert(ctx, m, &river.InsertOpts{ScheduledAt: at}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			insert(time.Now().Add(time.Hour)) // a retry, say: waits, but is not due
+			if _, err := q.client.Insert(ctx, sweepArgs{}, nil); err != nil {
+				t.Fatal(err)
+			}
+			if n, oldest, err := q.Backlog(ctx); err != nil || n != 1 || !oldest.IsZero() {
+				t.Fatalf("one message due later: %d, %v (%v); want 1 and none due", n, oldest, err)
+			}
+			due := time.Now().Add(-time.Minute).UTC().Truncate(time.Second)
+			insert(due.Add(30 * time.Second))
+			insert(due)
+			n, oldest, err := q.Backlog(ctx)
+			if err != nil || n != 3 || !oldest.Equal(due) {
+				t.Fatalf("backlog: %d, oldest due %v (%v); want 3, %v", n, oldest, err, due)
+			}
+			cancelled, cancel := context.WithCancel(ctx)
+			cancel()
+			if _, _, err := q.Backlog(cancelled); err == nil {
+				t.Fatal("Backlog ignores its context")
+			}
+		})
+	}
+}

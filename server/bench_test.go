@@ -13,6 +13,7 @@ import (
 	"github.com/pace/userphone/auth/authtest"
 	"github.com/pace/userphone/flow"
 	"github.com/pace/userphone/jobs"
+	"github.com/pace/userphone/metrics"
 	"github.com/pace/userphone/server"
 	"github.com/pace/userphone/store"
 	"github.com/pace/userphone/store/storetest"
@@ -26,7 +27,7 @@ func BenchmarkCheckUserPhone(b *testing.B) {
 	for _, d := range storetest.Dialects {
 		for _, signer := range []string{"dev-EdDSA", "oidc-RS256", "oidc-RS256-cached"} {
 			b.Run(string(d)+"/"+signer, func(b *testing.B) {
-				handler, token := benchService(b, d, signer)
+				handler, token := benchService(b, d, signer, nil)
 				req := httptest.NewRequest("GET", server.BasePath+"/user/phone", nil)
 				req.Header.Set("Authorization", "Bearer "+token)
 				b.ReportAllocs()
@@ -43,7 +44,36 @@ func BenchmarkCheckUserPhone(b *testing.B) {
 	}
 }
 
-func benchService(b *testing.B, d store.Dialect, signer string) (http.Handler, string) {
+// BenchmarkObserver measures what the metrics add to a request: a probe
+// (no database, no token: the middleware's share is largest there) and a
+// whole GET /user/phone, each without and with the Prometheus observer.
+func BenchmarkObserver(b *testing.B) {
+	for _, path := range []string{"/health/live", server.BasePath + "/user/phone"} {
+		for _, observed := range []bool{false, true} {
+			name := path + "/off"
+			var obs server.Observer
+			if observed {
+				name, obs = path+"/on", metrics.New()
+			}
+			b.Run(name, func(b *testing.B) {
+				handler, token := benchService(b, store.SQLite, "dev-EdDSA", obs)
+				req := httptest.NewRequest("GET", path, nil)
+				req.Header.Set("Authorization", "Bearer "+token)
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					rec := httptest.NewRecorder()
+					handler.ServeHTTP(rec, req)
+					if rec.Code != http.StatusOK {
+						b.Fatalf("status %d: %s", rec.Code, rec.Body)
+					}
+				}
+			})
+		}
+	}
+}
+
+func benchService(b *testing.B, d store.Dialect, signer string, obs server.Observer) (http.Handler, string) {
 	st := storetest.New(b, d)
 	dir := b.TempDir()
 	queue, err := jobs.New(st, jobs.Config{}) // insert-only: a GET sends nothing
@@ -78,7 +108,7 @@ func benchService(b *testing.B, d store.Dialect, signer string) (http.Handler, s
 			verifier = auth.Cached(verifier, 0, 0, nil)
 		}
 	}
-	handler, err := server.New(server.Config{Flow: svc, Verifier: verifier})
+	handler, err := server.New(server.Config{Flow: svc, Verifier: verifier, Observer: obs})
 	if err != nil {
 		b.Fatal(err)
 	}

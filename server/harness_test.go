@@ -26,6 +26,7 @@ import (
 	"github.com/pace/userphone/gen/api"
 	"github.com/pace/userphone/internal/contract"
 	"github.com/pace/userphone/jobs"
+	"github.com/pace/userphone/metrics"
 	"github.com/pace/userphone/server"
 	"github.com/pace/userphone/store"
 	"github.com/pace/userphone/store/storetest"
@@ -53,6 +54,8 @@ type harness struct {
 	cfg    store.Config
 	logs   *testWriter
 	queue  *jobs.Queue
+	// metrics hears everything the service observes.
+	metrics *metrics.Metrics
 	// working is false for an API-only replica, which sends nothing.
 	working bool
 	// stopOnce guards stop, which both restarts and cleanup call.
@@ -98,6 +101,9 @@ type options struct {
 	// queue tunes the job queue; its defaults suit tests. Workers -1
 	// makes an API-only replica.
 	queue jobs.Config
+	// metrics is the service's metrics, if the test made them (say, to
+	// observe its own senders); else the harness makes them.
+	metrics *metrics.Metrics
 }
 
 // forEachDialect runs fn against a fresh service on every dialect.
@@ -157,6 +163,14 @@ func newHarness(t *testing.T, o options) *harness {
 		}
 	}
 	h.queue, h.working = queue, qcfg.Workers > 0
+	// Every harness observes everything, so every test runs the observers
+	// (under -race too).
+	h.metrics = o.metrics
+	if h.metrics == nil {
+		h.metrics = metrics.New()
+	}
+	h.metrics.WatchQueue(queue)
+	h.metrics.WatchDB(st.SQLDB())
 	var flowStore userphone.Store = st
 	if o.wrapStore != nil {
 		flowStore = o.wrapStore(st)
@@ -166,6 +180,7 @@ func newHarness(t *testing.T, o options) *harness {
 		Secret:     bytes.Repeat([]byte{7}, 32),
 		ConfirmURL: "http://" + ln.Addr().String() + server.BasePath + "/user/phone/confirm",
 		Limits:     o.limits,
+		Observer:   h.metrics,
 	}, log, clk.Now)
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +189,7 @@ func newHarness(t *testing.T, o options) *harness {
 	if verifier == nil {
 		verifier = keys.Verifier(auth.Policy{}, log, nil)
 	}
-	handler, err := server.New(server.Config{Flow: svc, Verifier: verifier, Log: log, IPRate: o.ipRate, IPBurst: o.ipBurst,
+	handler, err := server.New(server.Config{Flow: svc, Verifier: verifier, Log: log, IPRate: o.ipRate, IPBurst: o.ipBurst, Observer: h.metrics,
 		Deprecation: testDeprecation, Sunset: testSunset, Ready: func(ctx context.Context) error {
 			if o.ready != nil {
 				if err := o.ready(); err != nil {
@@ -188,7 +203,7 @@ func newHarness(t *testing.T, o options) *harness {
 	}
 	sender := o.sender
 	if sender == nil {
-		sender = delivery.NewOutbox(h.outbox, log)
+		sender = delivery.Observed(delivery.NewOutbox(h.outbox, log), "outbox", h.metrics)
 	}
 	if !o.skipMigrate {
 		if err := queue.Start(context.Background(), svc, sender); err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/pace/userphone/delivery"
 	"github.com/pace/userphone/internal/testservers"
 	"github.com/pace/userphone/jobs"
+	"github.com/pace/userphone/metrics"
 	"github.com/pace/userphone/store"
 	"github.com/pace/userphone/store/storetest"
 )
@@ -39,7 +40,9 @@ func realDelivery(t *testing.T, d store.Dialect, smtp *testservers.SMTP, queue j
 		t.Fatal(err)
 	}
 	queue.FirstRetry = max(queue.FirstRetry, 50*time.Millisecond)
-	h := newHarness(t, options{cfg: storetest.Config(t, d), sender: delivery.Channels{Email: mail, SMS: sms}, queue: queue})
+	m := metrics.New()
+	h := newHarness(t, options{cfg: storetest.Config(t, d), queue: queue, metrics: m,
+		sender: delivery.Channels{Email: delivery.Observed(mail, "smtp", m), SMS: delivery.Observed(sms, "twilio", m)}})
 	return h, p
 }
 
@@ -171,6 +174,11 @@ func TestAnSMSProviderFailingTwiceThenAcceptingSendsOneSMS(t *testing.T) {
 	if p.smsTo(numberA) != 1 || p.twilio.Requests() != 3 {
 		t.Fatalf("%d SMS accepted after %d requests, want 1 after 3", p.smsTo(numberA), p.twilio.Requests())
 	}
+	h.settle()
+	fams := h.scrape()
+	want(t, fams, 3, "userphone_delivery_attempts_total", "channel", "sms", "provider", "twilio")
+	want(t, fams, 2, "userphone_delivery_failures_total", "channel", "sms", "provider", "twilio", "class", "transient")
+	want(t, fams, 2, "userphone_delivery_failures_total")
 	if v := h.verify(tok, p.lastCode(t, numberA)); v.StatusCode() != http.StatusOK {
 		t.Fatalf("verify: %d %s", v.StatusCode(), v.Body)
 	}
@@ -195,6 +203,12 @@ func TestAPermanentProviderErrorCancelsTheChange(t *testing.T) {
 			if p.twilio.Requests() != 1 {
 				t.Fatalf("a permanent error was retried: %d requests", p.twilio.Requests())
 			}
+			fams := h.scrape()
+			want(t, fams, 1, "userphone_delivery_attempts_total", "channel", "sms", "provider", "twilio")
+			want(t, fams, 1, "userphone_delivery_failures_total", "channel", "sms", "provider", "twilio", "class", "permanent")
+			want(t, fams, 1, "userphone_delivery_failures_total")
+			want(t, fams, 1, "userphone_flow_events_total", "event", "delivery_failed")
+			want(t, fams, 1, "userphone_flow_events_total", "event", "cancelled")
 			// A new PUT, after the cool-down, starts over.
 			h.clock.Advance(time.Minute)
 			if r := h.put(tok, numberA); r.StatusCode() != http.StatusCreated {
@@ -217,6 +231,9 @@ func TestExhaustedAttemptsMarkTheChangeAsFailedDelivery(t *testing.T) {
 	if p.twilio.Requests() != 3 || p.smsTo(numberA) != 0 {
 		t.Fatalf("%d requests, %d accepted; want 3 and 0", p.twilio.Requests(), p.smsTo(numberA))
 	}
+	fams := h.scrape()
+	want(t, fams, 3, "userphone_delivery_failures_total", "channel", "sms", "provider", "twilio", "class", "transient")
+	want(t, fams, 1, "userphone_flow_events_total", "event", "delivery_failed")
 }
 
 // verifyNumberVia verifies a first number with the code from the Twilio

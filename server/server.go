@@ -53,6 +53,9 @@ type Config struct {
 	// marks deprecated, as the Deprecation (RFC 9745) and Sunset (RFC 8594)
 	// headers; a zero time sends no such header.
 	Deprecation, Sunset time.Time
+	// Observer is told of every answered request, for metrics; nil tells
+	// no one and adds nothing to a request.
+	Observer Observer
 }
 
 // New returns the service's HTTP handler.
@@ -85,11 +88,19 @@ func New(cfg Config) (http.Handler, error) {
 		}
 	}
 
+	v, err := newValidator(BasePath, cfg.Verifier, deprecationHeaders(cfg.Deprecation, cfg.Sunset))
+	if err != nil {
+		return nil, err
+	}
 	// Every response, a 429 included, carries the request id and the
-	// security headers and gets its access-log line; the client limit
-	// comes next, so a refused request costs no token check, validation or
-	// database work.
-	middleware := []gin.HandlerFunc{requestIDs, securityHeaders, accessLog(log), gin.CustomRecoveryWithWriter(nil, recovered)}
+	// security headers and gets its access-log line (and its metrics); the
+	// client limit comes next, so a refused request costs no token check,
+	// validation or database work.
+	middleware := []gin.HandlerFunc{requestIDs, securityHeaders, accessLog(log)}
+	if cfg.Observer != nil {
+		middleware = append(middleware, observeRequests(cfg.Observer, operationIDs(v.doc, BasePath)))
+	}
+	middleware = append(middleware, gin.CustomRecoveryWithWriter(nil, recovered))
 	switch {
 	case cfg.IPRate < 0 || math.IsNaN(cfg.IPRate) || math.IsInf(cfg.IPRate, 0):
 		return nil, fmt.Errorf("the per-client request rate %v is not a rate; 0 turns the limit off", cfg.IPRate)
@@ -123,10 +134,6 @@ func New(cfg Config) (http.Handler, error) {
 		engine.HEAD(r.Path, h)
 	}
 
-	v, err := newValidator(BasePath, cfg.Verifier, deprecationHeaders(cfg.Deprecation, cfg.Sunset))
-	if err != nil {
-		return nil, err
-	}
 	strict := api.NewStrictHandlerWithOptions(&handlers{flow: cfg.Flow, basePath: BasePath}, nil, api.StrictGinServerOptions{
 		RequestErrorHandlerFunc: func(c *gin.Context, err error) {
 			// Validation has passed, so this is a body that kin-openapi and

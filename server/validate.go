@@ -30,6 +30,7 @@ const maxBodyBytes = 16 << 10
 // validator authenticates and validates each API request against the
 // embedded spec before a handler sees it.
 type validator struct {
+	doc      *openapi3.T
 	router   routers.Router
 	verifier auth.Verifier
 	// deprecated is set on every answer of a deprecated operation.
@@ -47,7 +48,7 @@ func newValidator(basePath string, verifier auth.Verifier, deprecated http.Heade
 	if err != nil {
 		return nil, fmt.Errorf("route the embedded spec: %w", err)
 	}
-	return &validator{router: router, verifier: verifier, deprecated: deprecated}, nil
+	return &validator{doc: doc, router: router, verifier: verifier, deprecated: deprecated}, nil
 }
 
 func (v *validator) handle(c *gin.Context) {

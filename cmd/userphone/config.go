@@ -58,6 +58,8 @@ type config struct {
 	// The Deprecation (RFC 9745) and Sunset (RFC 8594) headers of the
 	// deprecated PACE operations; a zero Sunset sends none.
 	Deprecation, Sunset time.Time
+	// MetricsAddr is where /metrics and pprof listen; empty turns them off.
+	MetricsAddr string
 }
 
 // defaultDeprecation is when this service's first contract release
@@ -73,8 +75,11 @@ type settingError struct {
 
 func (e *settingError) Error() string { return e.name + ": " + e.problem }
 
-func loadConfig(getenv func(string) string) (config, error) {
-	r := reader{getenv: getenv}
+// loadConfig reads the configuration through lookupEnv, which is
+// os.LookupEnv outside tests: a variable set to the empty string differs
+// from an unset one for USERPHONE_METRICS_ADDR.
+func loadConfig(lookupEnv func(string) (string, bool)) (config, error) {
+	r := reader{lookup: lookupEnv}
 	c := config{
 		Addr:                   r.str("USERPHONE_ADDR", "127.0.0.1:8080"),
 		DataDir:                r.str("USERPHONE_DATA_DIR", "./data"),
@@ -106,6 +111,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 		TwilioAPIURL:              r.str("USERPHONE_TWILIO_API_URL", "https://api.twilio.com"),
 		SMSWebhookURL:             r.str("USERPHONE_SMS_WEBHOOK_URL", ""),
 		SMSWebhookSecret:          r.str("USERPHONE_SMS_WEBHOOK_SECRET", ""),
+		// Loopback by default: pprof on the same listener shows the
+		// process's internals (heap, goroutines, command line) and can cost
+		// CPU, so it is reachable from elsewhere only when an operator
+		// says so. Set, but empty, turns the listener off.
+		MetricsAddr: r.strOrOff("USERPHONE_METRICS_ADDR", "127.0.0.1:9090"),
 	}
 	c.Limits = flow.Limits{
 		// A person changes their number a few times a year; 5 an hour and
@@ -139,6 +149,15 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return c, &settingError{"USERPHONE_ADDR", fmt.Sprintf("%q is not host:port; use e.g. 127.0.0.1:8080", c.Addr)}
+	}
+	if c.MetricsAddr != "" {
+		_, port, err := net.SplitHostPort(c.MetricsAddr)
+		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
+			return c, &settingError{"USERPHONE_METRICS_ADDR", fmt.Sprintf("%q is not host:port; use e.g. 127.0.0.1:9090, or set it empty to turn the metrics off", c.MetricsAddr)}
+		}
+		if c.MetricsAddr == c.Addr {
+			return c, &settingError{"USERPHONE_METRICS_ADDR", fmt.Sprintf("%s is USERPHONE_ADDR too; the metrics and pprof need a listener of their own", c.MetricsAddr)}
+		}
 	}
 	if c.DataDir == "" {
 		return c, &settingError{"USERPHONE_DATA_DIR", "must not be empty; use e.g. ./data"}
@@ -197,8 +216,13 @@ func loopbackFor(addr string) string {
 
 // reader collects the first bad setting.
 type reader struct {
-	getenv func(string) string
+	lookup func(string) (string, bool)
 	err    error
+}
+
+func (r *reader) getenv(name string) string {
+	v, _ := r.lookup(name)
+	return v
 }
 
 func (r *reader) fail(name, format string, args ...any) {
@@ -212,6 +236,16 @@ func (r *reader) str(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// strOrOff is str for a setting that an empty value turns off: def only
+// when the variable is unset.
+func (r *reader) strOrOff(name, def string) string {
+	v, set := r.lookup(name)
+	if !set {
+		return def
+	}
+	return strings.TrimSpace(v)
 }
 
 func (r *reader) duration(name string, def, lo, hi time.Duration) time.Duration {

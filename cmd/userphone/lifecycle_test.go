@@ -96,7 +96,7 @@ func TestReadinessFollowsTheDatabase(t *testing.T) {
 // exits 0.
 func TestARequestInFlightDuringSIGTERMCompletes(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "userphone")
-	build := exec.Command(goCommand(t), "build", "-o", bin, ".")
+	build := exec.Command(goTool(t), "build", "-o", bin, ".")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -104,7 +104,8 @@ func TestARequestInFlightDuringSIGTERMCompletes(t *testing.T) {
 	addr := freeAddr(t)
 	base := "http://" + addr
 	cmd := exec.Command(bin, "serve")
-	cmd.Env = append(withoutUserphoneVars(), "USERPHONE_ADDR="+addr, "USERPHONE_DATA_DIR="+dir)
+	// No metrics listener: its default port may be taken by a parallel test.
+	cmd.Env = append(withoutUserphoneVars(), "USERPHONE_ADDR="+addr, "USERPHONE_DATA_DIR="+dir, "USERPHONE_METRICS_ADDR=")
 	var logs testenv.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -225,17 +226,6 @@ func waitStatus(t *testing.T, url string, status int, within time.Duration) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("%s did not answer %d within %v (last %d)", url, status, within, last)
-}
-
-func goCommand(t *testing.T) string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	p := filepath.Join(os.Getenv("GOROOT"), "bin", "go")
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("cannot find the go command to build the binary: %v", err)
-	}
-	return p
 }
 
 // withoutUserphoneVars is the environment without a developer's USERPHONE_*

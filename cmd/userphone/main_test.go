@@ -17,8 +17,17 @@ import (
 	"github.com/pace/userphone/store/storetest"
 )
 
-func env(vars map[string]string) func(string) string {
-	return func(k string) string { return vars[k] }
+// env is an environment of vars alone, as os.LookupEnv would see it. The
+// metrics listener is off unless vars names it: its default port may be
+// taken on a developer's machine, and tests run in parallel.
+func env(vars map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := vars[k]
+		if !ok && k == "USERPHONE_METRICS_ADDR" {
+			return "", true
+		}
+		return v, ok
+	}
 }
 
 func TestABadSettingStopsStartupWithOneLineNamingIt(t *testing.T) {

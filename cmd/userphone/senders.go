@@ -9,10 +9,11 @@ import (
 )
 
 // newSender picks the providers the configuration names; a channel without
-// one goes to the dev outbox, with a notice that says so.
-func newSender(cfg config, log *slog.Logger) (userphone.Sender, error) {
+// one goes to the dev outbox, with a notice that says so. obs, if not nil,
+// hears of every attempt, by provider.
+func newSender(cfg config, log *slog.Logger, obs delivery.Observer) (userphone.Sender, error) {
 	outbox := delivery.NewOutbox(filepath.Join(cfg.DataDir, "outbox.jsonl"), log)
-	c := delivery.Channels{Email: outbox, SMS: outbox}
+	c := delivery.Channels{Email: delivery.Observed(outbox, "outbox", obs), SMS: delivery.Observed(outbox, "outbox", obs)}
 
 	if cfg.SMTPURL == "" {
 		log.Warn("no SMTP server configured (USERPHONE_SMTP_URL): e-mails go to the dev outbox", "path", outbox.Path())
@@ -24,7 +25,7 @@ func newSender(cfg config, log *slog.Logger) (userphone.Sender, error) {
 		if err != nil {
 			return nil, &settingError{"USERPHONE_SMTP_URL", err.Error()}
 		}
-		c.Email = smtp
+		c.Email = delivery.Observed(smtp, "smtp", obs)
 	}
 
 	switch cfg.SMSProvider {
@@ -36,13 +37,13 @@ func newSender(cfg config, log *slog.Logger) (userphone.Sender, error) {
 		if err != nil {
 			return nil, &settingError{"USERPHONE_TWILIO_ACCOUNT_SID", err.Error()}
 		}
-		c.SMS = tw
+		c.SMS = delivery.Observed(tw, "twilio", obs)
 	case "webhook":
 		wh, err := delivery.NewWebhook(delivery.WebhookConfig{URL: cfg.SMSWebhookURL, Secret: cfg.SMSWebhookSecret}, log)
 		if err != nil {
 			return nil, &settingError{"USERPHONE_SMS_WEBHOOK_URL", err.Error()}
 		}
-		c.SMS = wh
+		c.SMS = delivery.Observed(wh, "webhook", obs)
 	default:
 		log.Warn("no SMS provider configured (USERPHONE_SMS_PROVIDER): SMS go to the dev outbox", "path", outbox.Path())
 	}

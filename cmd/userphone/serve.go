@@ -22,9 +22,10 @@ import (
 )
 
 func serve(ctx context.Context, cfg config, log *slog.Logger) error {
+	obs := newObservers(cfg)
 	// Providers first: a bad setting must stop start-up before it touches
 	// the database.
-	sender, err := newSender(cfg, log)
+	sender, err := newSender(cfg, log, obs.delivery)
 	if err != nil {
 		return err
 	}
@@ -51,11 +52,12 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		Secret:          secret,
 		ConfirmURL:      cfg.PublicURL + server.BasePath + "/user/phone/confirm",
 		Limits:          cfg.Limits,
+		Observer:        obs.flow,
 	}, log, nil)
 	if err != nil {
 		return err
 	}
-	handler, err := server.New(server.Config{Flow: svc, Verifier: verifier, Log: log,
+	handler, err := server.New(server.Config{Flow: svc, Verifier: verifier, Log: log, Observer: obs.server,
 		IPRate: cfg.IPRate, IPBurst: cfg.IPBurst, TrustedProxies: cfg.TrustedProxies,
 		Deprecation: cfg.Deprecation, Sunset: cfg.Sunset, Ready: func(ctx context.Context) error {
 			if err := keysReady(); err != nil {
@@ -66,6 +68,12 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+
+	metricsSrv, err := obs.serve(cfg, st, queue, log)
+	if err != nil {
+		return err
+	}
+	defer metricsSrv.Close() // last, so a scrape sees the shutdown
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

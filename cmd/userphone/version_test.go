@@ -35,7 +35,7 @@ func TestVersionOfABuiltBinaryNamesItsCommit(t *testing.T) {
 	}
 	bin := filepath.Join(t.TempDir(), "userphone")
 	// -buildvcs=true: some machines set GOFLAGS=-buildvcs=false.
-	if out, err := exec.Command(goCommand(t), "build", "-buildvcs=true", "-o", bin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command(goTool(t), "build", "-buildvcs=true", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	out, err := exec.Command(bin, "version").Output()

@@ -202,7 +202,9 @@ func npm(t *testing.T, dir string, timeout time.Duration, vars map[string]string
 func startServer(t *testing.T, bin, dataDir string) string {
 	addr := freeAddr(t)
 	cmd := exec.Command(bin, "serve")
-	cmd.Env = cleanEnv(map[string]string{"USERPHONE_ADDR": addr, "USERPHONE_DATA_DIR": dataDir})
+	// The metrics listener is off: its default port may be taken, and
+	// servers of parallel tests would share it.
+	cmd.Env = cleanEnv(map[string]string{"USERPHONE_ADDR": addr, "USERPHONE_DATA_DIR": dataDir, "USERPHONE_METRICS_ADDR": ""})
 	var log syncBuffer
 	cmd.Stdout, cmd.Stderr = &log, &log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
