@@ -116,3 +116,13 @@ func FuzzNormalize(f *testing.F) {
 		}
 	})
 }
+
+// Every PUT parses its number with libphonenumber's metadata.
+func BenchmarkNormalize(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Normalize("+49 151 1234-5678"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
