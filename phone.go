@@ -169,6 +169,9 @@ type Store interface {
 	InTx(ctx context.Context, fn func(Tx) error) error
 	// Read runs fn without taking locks; fn must not write.
 	Read(ctx context.Context, fn func(Tx) error) error
+	// PhoneOf returns the user and their open change (nil if none) from
+	// one snapshot, in a single statement: the whole read of CheckUserPhone.
+	PhoneOf(ctx context.Context, userID string) (u User, found bool, open *PhoneChange, err error)
 	Ping(ctx context.Context) error
 }
 

@@ -148,20 +148,12 @@ func (s *Service) coolDownAcrossChanges(ctx context.Context, tx userphone.Tx, us
 // verified nor a pending number.
 func (s *Service) Check(ctx context.Context, id userphone.Identity) (p userphone.Phone, found bool, err error) {
 	now := s.clock()
-	err = s.store.Read(ctx, func(tx userphone.Tx) error {
-		user, known, err := tx.GetUser(ctx, id.Subject)
-		if err != nil || !known {
-			return err
-		}
-		open, err := tx.OpenChange(ctx, user.ID)
-		if err != nil {
-			return err
-		}
-		if open != nil && open.ExpiredAt(now) {
-			open = nil
-		}
-		p, found = view(user, open), user.PhoneNumber != "" || open != nil
-		return nil
-	})
-	return p, found, err
+	user, known, open, err := s.store.PhoneOf(ctx, id.Subject)
+	if err != nil || !known {
+		return p, false, err
+	}
+	if open != nil && open.ExpiredAt(now) {
+		open = nil
+	}
+	return view(user, open), user.PhoneNumber != "" || open != nil, nil
 }

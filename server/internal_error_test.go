@@ -17,6 +17,9 @@ var errDiskOnFire = errors.New("disk on fire at sector 7")
 
 func (brokenStore) InTx(context.Context, func(userphone.Tx) error) error { return errDiskOnFire }
 func (brokenStore) Read(context.Context, func(userphone.Tx) error) error { return errDiskOnFire }
+func (brokenStore) PhoneOf(context.Context, string) (userphone.User, bool, *userphone.PhoneChange, error) {
+	return userphone.User{}, false, nil, errDiskOnFire
+}
 
 // Something unexpected answers 501 internal-error, as PACE documents, with
 // the request id and without the internal message.

@@ -275,3 +275,57 @@ func TestReadyNeedsTheMigratedSchema(t *testing.T) {
 		})
 	}
 }
+
+// PhoneOf reads what the transactional reads read: the user, and their
+// open change with every field, or none when the only change is closed.
+func TestPhoneOfReadsTheUserAndTheOpenChange(t *testing.T) {
+	eachDialect(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		if _, found, open, err := s.PhoneOf(ctx, "nobody"); err != nil || found || open != nil {
+			t.Fatalf("an unknown user: found %v, open %v, err %v", found, open, err)
+		}
+		open := newChange("p1", "+4915112345678", userphone.StatusAwaitingCode)
+		open.CodeHash, open.EmailTokenHash = []byte{1, 2, 3}, []byte{4, 5, 6}
+		sent := t0.Add(time.Minute)
+		open.LastSentAt, open.Sends, open.Attempts = &sent, 2, 1
+		closed := newChange("p2", "+4915112345679", userphone.StatusCancelled)
+		closed.ClosedAt = &sent
+		var wantUser userphone.User
+		var wantOpen *userphone.PhoneChange
+		err := s.InTx(ctx, func(tx userphone.Tx) error {
+			for _, c := range []*userphone.PhoneChange{open, closed} {
+				if _, err := tx.UpsertUser(ctx, userphone.Identity{Subject: c.UserID, Email: c.UserID + "@example.com", Locale: "de"}, t0); err != nil {
+					return err
+				}
+				if err := tx.InsertChange(ctx, c); err != nil {
+					return err
+				}
+			}
+			var err error
+			if wantUser, _, err = tx.GetUser(ctx, "p1"); err != nil {
+				return err
+			}
+			wantOpen, err = tx.OpenChange(ctx, "p1")
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, found, got, err := s.PhoneOf(ctx, "p1")
+		if err != nil || !found || got == nil {
+			t.Fatalf("PhoneOf(p1) = %v %v %v", found, got, err)
+		}
+		if u.ID != wantUser.ID || u.Email != wantUser.Email || u.Locale != wantUser.Locale || u.PhoneNumber != wantUser.PhoneNumber {
+			t.Errorf("user %+v, want %+v", u, wantUser)
+		}
+		if got.ID != wantOpen.ID || got.Status != wantOpen.Status || got.PhoneNumber != wantOpen.PhoneNumber ||
+			!bytes.Equal(got.CodeHash, wantOpen.CodeHash) || !bytes.Equal(got.EmailTokenHash, wantOpen.EmailTokenHash) ||
+			got.Attempts != 1 || got.Sends != 2 || !got.LastSentAt.Equal(sent) || !got.ExpiresAt.Equal(wantOpen.ExpiresAt) ||
+			!got.CreatedAt.Equal(wantOpen.CreatedAt) {
+			t.Errorf("open change %+v, want %+v", got, wantOpen)
+		}
+		if _, found, got, err := s.PhoneOf(ctx, "p2"); err != nil || !found || got != nil {
+			t.Fatalf("a user with only a closed change: found %v, open %v, err %v", found, got, err)
+		}
+	})
+}
