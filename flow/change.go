@@ -56,7 +56,7 @@ func (s *Service) RequestChange(ctx context.Context, id userphone.Identity, rawN
 			p, created = view(user, open), true
 			return tx.SaveChange(ctx, open)
 		}
-		if err := s.coolDownAcrossChanges(ctx, tx, user.ID, now); err != nil {
+		if err := s.coolDownAcrossChanges(ctx, tx, user.ID, open, now); err != nil {
 			return err
 		}
 		if open != nil {
@@ -133,7 +133,13 @@ func (s *Service) coolDown(c *userphone.PhoneChange, now time.Time) error {
 // numbers, or starting over after too many wrong codes, would send an SMS
 // per request. A verified or expired change ended normally and does not
 // hold up the next one.
-func (s *Service) coolDownAcrossChanges(ctx context.Context, tx userphone.Tx, userID string, now time.Time) error {
+//
+// An open change is always the user's latest (a new one supersedes it), so
+// only a user without one needs the query.
+func (s *Service) coolDownAcrossChanges(ctx context.Context, tx userphone.Tx, userID string, open *userphone.PhoneChange, now time.Time) error {
+	if open != nil {
+		return s.coolDown(open, now)
+	}
 	latest, err := tx.LatestChange(ctx, userID)
 	if err != nil || latest == nil {
 		return err

@@ -37,19 +37,24 @@ func (t *tx) forUpdate() *gorm.DB {
 func (t *tx) UpsertUser(ctx context.Context, id userphone.Identity, now time.Time) (userphone.User, error) {
 	now = dbTime(now)
 	// The upsert also takes the row lock (PostgreSQL) that serialises one
-	// user's requests. An identity without e-mail or locale keeps what was
-	// remembered from an earlier token.
-	err := t.db.WithContext(ctx).Exec(`INSERT INTO users (id, email, locale, created_at, updated_at)
+	// user's requests, and returns the row: one round trip. An identity
+	// without e-mail or locale keeps what was remembered from an earlier
+	// token.
+	var rows []userRow
+	err := t.db.WithContext(ctx).Raw(`INSERT INTO users (id, email, locale, created_at, updated_at)
 VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
   email = CASE WHEN excluded.email <> '' THEN excluded.email ELSE users.email END,
   locale = CASE WHEN excluded.locale <> '' THEN excluded.locale ELSE users.locale END,
-  updated_at = excluded.updated_at`, id.Subject, id.Email, id.Locale, now, now).Error
+  updated_at = excluded.updated_at
+RETURNING id, email, locale, phone_number, phone_verified_at, created_at, updated_at`, id.Subject, id.Email, id.Locale, now, now).Scan(&rows).Error
 	if err != nil {
 		return userphone.User{}, err
 	}
-	u, _, err := t.LockUser(ctx, id.Subject)
-	return u, err
+	if len(rows) != 1 {
+		return userphone.User{}, fmt.Errorf("the upsert of user %q returned %d rows", id.Subject, len(rows))
+	}
+	return rows[0].domain(), nil
 }
 
 func (t *tx) LockUser(ctx context.Context, userID string) (userphone.User, bool, error) {
