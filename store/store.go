@@ -243,63 +243,49 @@ func (s *Store) Read(ctx context.Context, fn func(userphone.Tx) error) error {
 	return translate(err)
 }
 
-// phoneOfRow is a user joined with their open change; the change's
-// columns are NULL when there is none.
-type phoneOfRow struct {
-	UID             string     `gorm:"column:u_id"`
-	UEmail          string     `gorm:"column:u_email"`
-	ULocale         string     `gorm:"column:u_locale"`
-	UPhoneNumber    *string    `gorm:"column:u_phone_number"`
-	UPhoneVerified  *time.Time `gorm:"column:u_phone_verified_at"`
-	UCreatedAt      time.Time  `gorm:"column:u_created_at"`
-	UUpdatedAt      time.Time  `gorm:"column:u_updated_at"`
-	CID             *string    `gorm:"column:c_id"`
-	CPhoneNumber    *string    `gorm:"column:c_phone_number"`
-	CStatus         *string    `gorm:"column:c_status"`
-	CEmailTokenHash []byte     `gorm:"column:c_email_token_hash"`
-	CCodeHash       []byte     `gorm:"column:c_code_hash"`
-	CAttempts       *int       `gorm:"column:c_attempts"`
-	CSends          *int       `gorm:"column:c_sends"`
-	CLastSentAt     *time.Time `gorm:"column:c_last_sent_at"`
-	CCancelReason   *string    `gorm:"column:c_cancel_reason"`
-	CCreatedAt      *time.Time `gorm:"column:c_created_at"`
-	CUpdatedAt      *time.Time `gorm:"column:c_updated_at"`
-	CExpiresAt      *time.Time `gorm:"column:c_expires_at"`
-	CClosedAt       *time.Time `gorm:"column:c_closed_at"`
-	CVersion        *int       `gorm:"column:c_version"`
-}
-
 // phoneOfQuery is one statement, so it reads one snapshot without a
 // transaction: on PostgreSQL one round trip instead of four (BEGIN, two
 // reads, COMMIT). At most one change per user is open (a partial unique
 // index), so the join yields at most one row.
-const phoneOfQuery = `SELECT u.id AS u_id, u.email AS u_email, u.locale AS u_locale, u.phone_number AS u_phone_number,
-  u.phone_verified_at AS u_phone_verified_at, u.created_at AS u_created_at, u.updated_at AS u_updated_at, c.id AS c_id, c.phone_number AS c_phone_number, c.status AS c_status,
-  c.email_token_hash AS c_email_token_hash, c.code_hash AS c_code_hash, c.attempts AS c_attempts, c.sends AS c_sends,
-  c.last_sent_at AS c_last_sent_at, c.cancel_reason AS c_cancel_reason, c.created_at AS c_created_at,
-  c.updated_at AS c_updated_at, c.expires_at AS c_expires_at, c.closed_at AS c_closed_at, c.version AS c_version
+const phoneOfQuery = `SELECT u.id, u.email, u.locale, u.phone_number, u.phone_verified_at, u.created_at, u.updated_at,
+  c.id, c.phone_number, c.status, c.email_token_hash, c.code_hash, c.attempts, c.sends, c.last_sent_at,
+  c.cancel_reason, c.created_at, c.updated_at, c.expires_at, c.closed_at, c.version
 FROM users u LEFT JOIN phone_changes c ON c.user_id = u.id AND c.status IN ?
 WHERE u.id = ?`
 
 func (s *Store) PhoneOf(ctx context.Context, userID string) (userphone.User, bool, *userphone.PhoneChange, error) {
-	var rows []phoneOfRow
-	if err := s.db.WithContext(ctx).Raw(phoneOfQuery, userphone.OpenStatuses, userID).Scan(&rows).Error; err != nil {
+	// Rows, not Scan: GORM's Scan formats the SQL with its arguments for a
+	// log line on every call, a tenth of a GET's time.
+	rows, err := s.db.WithContext(ctx).Raw(phoneOfQuery, userphone.OpenStatuses, userID).Rows()
+	if err != nil {
 		return userphone.User{}, false, nil, translate(err)
 	}
-	if len(rows) == 0 {
-		return userphone.User{}, false, nil, nil
+	defer rows.Close()
+	if !rows.Next() {
+		return userphone.User{}, false, nil, translate(rows.Err())
 	}
-	r := rows[0]
-	user := userRow{ID: r.UID, Email: r.UEmail, Locale: r.ULocale, PhoneNumber: r.UPhoneNumber,
-		PhoneVerifiedAt: r.UPhoneVerified, CreatedAt: r.UCreatedAt, UpdatedAt: r.UUpdatedAt}.domain()
-	if r.CID == nil {
-		return user, true, nil, nil
+	var u userRow
+	var c struct {
+		ID, PhoneNumber, Status, CancelReason *string
+		EmailTokenHash, CodeHash              []byte
+		Attempts, Sends, Version              *int
+		LastSentAt, ClosedAt                  *time.Time
+		CreatedAt, UpdatedAt, ExpiresAt       *time.Time
 	}
-	c := changeRow{ID: *r.CID, UserID: r.UID, PhoneNumber: *r.CPhoneNumber, Status: *r.CStatus,
-		EmailTokenHash: r.CEmailTokenHash, CodeHash: r.CCodeHash, Attempts: *r.CAttempts, Sends: *r.CSends,
-		LastSentAt: r.CLastSentAt, CancelReason: *r.CCancelReason, CreatedAt: *r.CCreatedAt, UpdatedAt: *r.CUpdatedAt,
-		ExpiresAt: *r.CExpiresAt, ClosedAt: r.CClosedAt, Version: *r.CVersion}
-	return user, true, c.domain(), nil
+	err = rows.Scan(&u.ID, &u.Email, &u.Locale, &u.PhoneNumber, &u.PhoneVerifiedAt, &u.CreatedAt, &u.UpdatedAt,
+		&c.ID, &c.PhoneNumber, &c.Status, &c.EmailTokenHash, &c.CodeHash, &c.Attempts, &c.Sends, &c.LastSentAt,
+		&c.CancelReason, &c.CreatedAt, &c.UpdatedAt, &c.ExpiresAt, &c.ClosedAt, &c.Version)
+	if err != nil {
+		return userphone.User{}, false, nil, translate(err)
+	}
+	if c.ID == nil {
+		return u.domain(), true, nil, nil
+	}
+	change := changeRow{ID: *c.ID, UserID: u.ID, PhoneNumber: *c.PhoneNumber, Status: *c.Status,
+		EmailTokenHash: c.EmailTokenHash, CodeHash: c.CodeHash, Attempts: *c.Attempts, Sends: *c.Sends,
+		LastSentAt: c.LastSentAt, CancelReason: *c.CancelReason, CreatedAt: *c.CreatedAt, UpdatedAt: *c.UpdatedAt,
+		ExpiresAt: *c.ExpiresAt, ClosedAt: c.ClosedAt, Version: *c.Version}
+	return u.domain(), true, change.domain(), nil
 }
 
 // translate maps driver errors onto the domain's sentinel errors, and

@@ -40,21 +40,29 @@ func (t *tx) UpsertUser(ctx context.Context, id userphone.Identity, now time.Tim
 	// user's requests, and returns the row: one round trip. An identity
 	// without e-mail or locale keeps what was remembered from an earlier
 	// token.
-	var rows []userRow
-	err := t.db.WithContext(ctx).Raw(`INSERT INTO users (id, email, locale, created_at, updated_at)
+	rows, err := t.db.WithContext(ctx).Raw(`INSERT INTO users (id, email, locale, created_at, updated_at)
 VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
   email = CASE WHEN excluded.email <> '' THEN excluded.email ELSE users.email END,
   locale = CASE WHEN excluded.locale <> '' THEN excluded.locale ELSE users.locale END,
   updated_at = excluded.updated_at
-RETURNING id, email, locale, phone_number, phone_verified_at, created_at, updated_at`, id.Subject, id.Email, id.Locale, now, now).Scan(&rows).Error
+RETURNING id, email, locale, phone_number, phone_verified_at, created_at, updated_at`, id.Subject, id.Email, id.Locale, now, now).Rows()
 	if err != nil {
 		return userphone.User{}, err
 	}
-	if len(rows) != 1 {
-		return userphone.User{}, fmt.Errorf("the upsert of user %q returned %d rows", id.Subject, len(rows))
+	defer rows.Close()
+	if !rows.Next() {
+		return userphone.User{}, fmt.Errorf("the upsert of user %q returned no row: %v", id.Subject, rows.Err())
 	}
-	return rows[0].domain(), nil
+	var u userRow
+	if err := rows.Scan(&u.ID, &u.Email, &u.Locale, &u.PhoneNumber, &u.PhoneVerifiedAt, &u.CreatedAt, &u.UpdatedAt); err != nil {
+		return userphone.User{}, err
+	}
+	// Read to the end: the statement is done, and the connection free for
+	// the next one, only then.
+	for rows.Next() {
+	}
+	return u.domain(), rows.Err()
 }
 
 func (t *tx) LockUser(ctx context.Context, userID string) (userphone.User, bool, error) {
