@@ -22,12 +22,18 @@ import (
 	"github.com/pace/userphone/internal/testenv"
 )
 
-// TestScenariosAgainstTheRealServer builds the real server, starts it with the webhook SMS provider pointed at the load
+// TestScenariosAgainstTheRealServer builds the real server, seeds its
+// SQLite file, starts it with the webhook SMS provider pointed at the load
 // generator's receiver and the limits off, and runs every scenario briefly.
 // It checks that the load generator works, not how fast anything is.
 func TestScenariosAgainstTheRealServer(t *testing.T) {
 	bin := buildServer(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
+	// A seeded database first, as for a real measurement.
+	var seedOut bytes.Buffer
+	if code := run(context.Background(), []string{"seed", "-data-dir", dataDir, "-users", "200", "-changes", "600"}, noEnv, &seedOut, &seedOut); code != 0 {
+		t.Fatalf("seed: exit %d\n%s", code, seedOut.String())
+	}
 	hook := freeAddr(t)
 	secret := randomHex(32)
 	vars := map[string]string{"USERPHONE_DATA_DIR": dataDir, "USERPHONE_LOG_LEVEL": "warn"}
@@ -123,6 +129,8 @@ func TestBadCommandLinesExitWith2(t *testing.T) {
 		{"-baseline", "sometimes"},
 		{"-url", "ftp://x"},
 		{"extra"},
+		{"seed", "-users", "0"},
+		{"seed", "-prefix", "a%b"},
 	} {
 		var out bytes.Buffer
 		if code := run(context.Background(), args, noEnv, &out, &out); code != 2 {

@@ -1,6 +1,8 @@
 // Command userphone-load drives a running userphone server with the
 // service's own request sequences and reports throughput and latency per
-// operation, beside a bare net/http baseline measured the same way.
+// operation, beside a bare net/http baseline measured the same way. Its seed
+// subcommand fills a database with users and phone changes in bulk, so that
+// the server's queries meet big tables.
 //
 // # A load run, step by step
 //
@@ -33,6 +35,7 @@
 //	createdb -h 127.0.0.1 -U postgres userphone_load
 //	export USERPHONE_DATABASE_URL='postgres://postgres@127.0.0.1:5432/userphone_load?sslmode=disable'
 //	export USERPHONE_DATA_DIR=/tmp/load-data
+//	/tmp/userphone-load seed --users 200000 --changes 1000000   # optional: big tables first
 //	. /tmp/load.env
 //	/tmp/userphone serve 2>/tmp/userphone.log &
 //
@@ -119,6 +122,25 @@
 // req/s, requests, errors) and the settings the server needs to stderr;
 // -json FILE writes the same results as JSON. The exit status is 0 without
 // errors, 1 with any, 2 for a bad command line.
+//
+// # Seeding
+//
+//	userphone-load seed --users 200000 --changes 1000000 [--database-url postgres://…] [--data-dir DIR]
+//
+// migrates the database (store.Open and Migrate, as the server does) and
+// adds the users, each with a verified number (+49 177 or +49 179), and the
+// changes round robin over them, each with its audit trail in phone_events
+// (--events=false leaves it out). A user's first change verified their
+// number; later ones went through the e-mail step and ended verified,
+// cancelled (superseded, too many attempts, already verified, delivery
+// failed) or expired, and a user's last one may still be open, awaiting the
+// e-mail confirmation or the code. Times spread over the last --span (29
+// days: below the 30-day retention, which the server's purge enforces at
+// start); open changes are from the last 23 hours, so they have not expired.
+// PostgreSQL gets COPY, SQLite multi-row INSERTs, a transaction per --batch;
+// progress and rows/s are printed as it goes, and PostgreSQL's tables are
+// analyzed at the end. A later seed with the same --prefix continues the
+// numbering. The same --seed gives the same rows.
 package main
 
 import (
@@ -134,6 +156,7 @@ const usage = `userphone-load drives a running userphone server and reports thro
 Usage:
   userphone-load [flags]            run a scenario (see the flags below)
   userphone-load settings           print the server's settings for a load run, as shell exports
+  userphone-load seed [flags]       add users and phone changes to a database in bulk
 
 `
 
@@ -147,6 +170,8 @@ func main() {
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
+		case "seed":
+			return seedCmd(ctx, args[1:], getenv, stdout, stderr)
 		case "settings":
 			return settingsCmd(args[1:], getenv, stdout, stderr)
 		case "help", "-h", "--help", "-help":
