@@ -52,7 +52,8 @@ func TestScenariosAgainstTheRealServer(t *testing.T) {
 		// and the next scenarios' SMS are not stuck behind these.
 		{"request", []string{"-rate", "20"}, []string{opPut}},
 		{"verify", nil, []string{opPut, opSMSWait, opVerify}},
-		{"flow", nil, []string{opPutFirst, opSMSWait, opVerifyFirst, opPutSecond, opEmailWait, opConfirmPage, opConfirmPost, opVerifySecond}},
+		// Three messages an iteration: a little longer.
+		{"flow", []string{"-d", "3s"}, []string{opPutFirst, opSMSWait, opVerifyFirst, opPutSecond, opEmailWait, opConfirmPage, opConfirmPost, opVerifySecond}},
 	} {
 		t.Run(tc.scenario, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "result.json")

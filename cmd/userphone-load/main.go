@@ -96,6 +96,9 @@
 // reported as operations of their own (sms-wait, email-wait: from the
 // request that makes the server send the message to its arrival), and a
 // message that does not come within -message-timeout fails its iteration.
+// Both go through the server's delivery queue (USERPHONE_WORKERS): when the
+// waits grow with -c while the requests stay fast, the queue, not the API,
+// bounds verify and flow.
 //
 // # What is measured
 //

@@ -115,6 +115,14 @@ func fmtMS(v float64) string {
 	return strconv.FormatFloat(v/1000, 'f', 1, 64) + "s"
 }
 
+// fmtPercent keeps two significant digits of small shares: 0.021%, 2.0%.
+func fmtPercent(p float64) string {
+	if p >= 10 {
+		return strconv.FormatFloat(p, 'f', 0, 64) + "%"
+	}
+	return strconv.FormatFloat(p, 'g', 2, 64) + "%"
+}
+
 func fmtStatuses(m map[string]uint64) string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -147,7 +155,7 @@ func (r *report) print(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w)
-	width := len("baseline")
+	width := len("operation")
 	for _, o := range r.Operations {
 		width = max(width, len(o.Name)+2)
 	}
@@ -156,7 +164,7 @@ func (r *report) print(w io.Writer) {
 	line := func(o opResult, name string) {
 		vs := ""
 		if o.VsBaseline > 0 {
-			vs = fmt.Sprintf("%.1f%%", o.VsBaseline*100)
+			vs = fmtPercent(o.VsBaseline * 100)
 		}
 		count, rate := strconv.FormatUint(o.Requests, 10), strconv.FormatFloat(o.PerSecond, 'f', 1, 64)
 		if !o.HTTP {
