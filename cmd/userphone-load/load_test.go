@@ -12,12 +12,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/pace/userphone"
 	"github.com/pace/userphone/auth"
 	"github.com/pace/userphone/internal/testenv"
 )
@@ -43,19 +45,23 @@ func TestScenariosAgainstTheRealServer(t *testing.T) {
 	base := startServer(t, bin, vars) + "/user/2021-2"
 
 	for _, tc := range []struct {
+		name     string
 		scenario string
 		args     []string
 		ops      []string
 	}{
-		{"check", []string{"-users", "8", "-baseline", "after"}, []string{opCheck, opBaseline}},
+		{"check", "check", []string{"-users", "8", "-baseline", "after"}, []string{opCheck, opBaseline}},
 		// Open loop, slow enough that the server's delivery queue keeps up
 		// and the next scenarios' SMS are not stuck behind these.
-		{"request", []string{"-rate", "20"}, []string{opPut}},
-		{"verify", nil, []string{opPut, opSMSWait, opVerify}},
+		{"request-open-loop", "request", []string{"-rate", "20"}, []string{opPut}},
+		{"verify", "verify", nil, []string{opPut, opSMSWait, opVerify}},
+		// Users from a token file: asked once, each must keep its answer
+		// (these never had a number: 404).
+		{"check-token-file", "check", []string{"-tokens", writeTokenFile(t, dataDir, 3), "-users", "3"}, []string{opCheck}},
 		// Three messages an iteration: a little longer.
-		{"flow", []string{"-d", "3s"}, []string{opPutFirst, opSMSWait, opVerifyFirst, opPutSecond, opEmailWait, opConfirmPage, opConfirmPost, opVerifySecond}},
+		{"flow", "flow", []string{"-d", "3s"}, []string{opPutFirst, opSMSWait, opVerifyFirst, opPutSecond, opEmailWait, opConfirmPage, opConfirmPost, opVerifySecond}},
 	} {
-		t.Run(tc.scenario, func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "result.json")
 			args := append([]string{"-url", base, "-scenario", tc.scenario, "-c", "3", "-d", "2s", "-warmup", "200ms",
 				"-data-dir", dataDir, "-webhook-listen", hook, "-webhook-secret", secret, "-baseline", "off",
@@ -102,6 +108,48 @@ func TestScenariosAgainstTheRealServer(t *testing.T) {
 }
 
 var noEnv = func(string) string { return "" }
+
+// writeTokenFile writes n dev tokens signed with the server's key, with a
+// comment and a blank line, as an operator might.
+func writeTokenFile(t *testing.T, dataDir string, n int) string {
+	keys, err := auth.LoadOrCreateDevKeys(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := []string{"# tokens for the load test", ""}
+	for i := range n {
+		sub := "file-user-" + strconv.Itoa(i) + "-" + randomHex(4)
+		tok, err := keys.Mint(userphone.Identity{Subject: sub, Email: sub + "@example.com", Scopes: auth.AllScopes}, time.Hour, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, tok)
+	}
+	path := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestTokensFromAFileAreReadAndUsedOnce(t *testing.T) {
+	dir := t.TempDir()
+	tf, err := readTokenFile(writeTokenFile(t, dir, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, okA := tf.next()
+	b, okB := tf.next()
+	_, okC := tf.next()
+	if !okA || !okB || okC || a.Sub == b.Sub || !strings.HasPrefix(a.Sub, "file-user-0-") || a.Email != a.Sub+"@example.com" {
+		t.Fatalf("%+v %+v %v", a, b, okC)
+	}
+	bad := filepath.Join(dir, "bad")
+	os.WriteFile(bad, []byte("not-a-jwt\n"), 0o600)
+	if _, err := readTokenFile(bad); err == nil || !strings.Contains(err.Error(), "bad:1") {
+		t.Fatalf("a bad line: %v", err)
+	}
+}
 
 // TestBaselineAlone runs the bare server by itself for an exact number of
 // iterations: -n, and a warm-up that is not counted.
