@@ -143,7 +143,6 @@ func runPhase(ctx context.Context, e *loadEnv, name string, sc *scenario, progre
 	}
 
 	var tickets atomic.Int64
-	var measuring atomic.Bool
 	var live sync.WaitGroup
 	var stopErr atomic.Pointer[error]
 	for i := range cfg.Concurrency {
@@ -155,9 +154,6 @@ func runPhase(ctx context.Context, e *loadEnv, name string, sc *scenario, progre
 					return
 				default:
 				}
-				if cfg.Iterations > 0 && measuring.Load() && tickets.Add(1) > cfg.Iterations {
-					return
-				}
 				if sched != nil {
 					select {
 					case at := <-sched:
@@ -166,8 +162,12 @@ func runPhase(ctx context.Context, e *loadEnv, name string, sc *scenario, progre
 						return
 					}
 				}
-				// The whole iteration counts in the phase it began in.
+				// The whole iteration counts in the phase it began in, and
+				// with -n only the window's iterations take a ticket.
 				rec := e.current.Load()
+				if cfg.Iterations > 0 && rec == measure && tickets.Add(1) > cfg.Iterations {
+					return
+				}
 				w.rec = rec
 				err := sc.iterate(runCtx, w)
 				w.intended = time.Time{}
@@ -201,7 +201,6 @@ func runPhase(ctx context.Context, e *loadEnv, name string, sc *scenario, progre
 	}
 	measure.start = time.Now()
 	e.current.Store(measure)
-	measuring.Store(true)
 	e.requests.Store(0)
 	e.errors.Store(0)
 	prog.restart(name)
