@@ -32,6 +32,9 @@ type loadEnv struct {
 	// measurement's, or nil between phases.
 	current  atomic.Pointer[recorder]
 	stopping atomic.Bool
+	// waits ends when the window closes: no message is worth waiting for
+	// then. Requests in flight finish, so the server sees no aborts.
+	waits context.Context
 	// Live counters for the progress line.
 	requests, errors atomic.Int64
 }
@@ -103,6 +106,9 @@ func runPhase(ctx context.Context, e *loadEnv, name string, sc *scenario, progre
 
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
+	waits, cancelWaits := context.WithCancel(runCtx)
+	defer cancelWaits()
+	e.waits = waits
 	stopCh := make(chan struct{})
 	var stopOnce sync.Once
 	stop := func(reason string) {
@@ -111,6 +117,7 @@ func runPhase(ctx context.Context, e *loadEnv, name string, sc *scenario, progre
 			e.stopping.Store(true)
 			measure.close(time.Now())
 			close(stopCh)
+			cancelWaits()
 		})
 	}
 
@@ -142,6 +149,7 @@ func runPhase(ctx context.Context, e *loadEnv, name string, sc *scenario, progre
 		}()
 	}
 
+	e.current.Store(warm)
 	var tickets atomic.Int64
 	var live sync.WaitGroup
 	var stopErr atomic.Pointer[error]
@@ -190,7 +198,6 @@ func runPhase(ctx context.Context, e *loadEnv, name string, sc *scenario, progre
 
 	prog := startProgress(progress, e, name)
 	// Warm-up, then the window.
-	e.current.Store(warm)
 	if cfg.Warmup > 0 {
 		prog.label(name + " warm-up")
 		select {
@@ -221,7 +228,7 @@ func runPhase(ctx context.Context, e *loadEnv, name string, sc *scenario, progre
 	// Let the iterations in flight end; they are not counted any more.
 	select {
 	case <-workersDone:
-	case <-time.After(cfg.Timeout + cfg.MessageTimeout):
+	case <-time.After(cfg.Timeout):
 		cancelRun()
 		<-workersDone
 	}

@@ -202,6 +202,9 @@ func (w *worker) verify(ctx context.Context, op string, u vuser, code string) bo
 // await waits for the message expected on ch and records the wait, from
 // since (the request that made the server send it) to its arrival.
 func (w *worker) await(ctx context.Context, op string, box *mailbox, key string, ch <-chan string, since time.Time) (string, bool) {
+	if w.env.waits != nil {
+		ctx = w.env.waits
+	}
 	v, err := box.wait(ctx, key, ch, w.env.cfg.MessageTimeout)
 	label := labelOK
 	switch {
