@@ -43,7 +43,7 @@
 // USERPHONE_LOAD_WEBHOOK_SECRET (or pass -data-dir and -webhook-secret):
 //
 //	/tmp/userphone-load -scenario check   -c 64 -d 30s
-//	/tmp/userphone-load -scenario request -c 64 -d 30s -drain 5m
+//	/tmp/userphone-load -scenario request -c 64 -d 30s -drain 15m   # or run it last
 //	/tmp/userphone-load -scenario verify  -c 64 -d 30s -json verify.json
 //	/tmp/userphone-load -scenario flow    -c 64 -d 30s
 //	/tmp/userphone-load -scenario flow    -c 64 -d 30s -rate 50   # open loop: 50 changes a second
@@ -61,7 +61,8 @@
 //     has never seen, and every answer must be 404.
 //   - request: PUT /user/phone with a first number for a new user: 201. The
 //     server queues an SMS for each; nobody waits for them. The server
-//     sends SMS far slower than it accepts requests, so the run ends by
+//     sends SMS far slower than it accepts these requests
+//     (USERPHONE_WORKERS), so the run ends by
 //     waiting for the backlog (-drain), which a following run would
 //     otherwise meet.
 //   - verify: PUT a first number (201), wait for the code at the webhook
@@ -124,7 +125,8 @@
 // The table goes to stdout, the progress line (once a second: elapsed,
 // req/s, requests, errors) and the settings the server needs to stderr;
 // -json FILE writes the same results as JSON. The exit status is 0 without
-// errors, 1 with any, 2 for a bad command line.
+// errors, 1 with any, 2 for a bad command line, 130 when interrupted (the
+// table shows what was measured until then).
 //
 // # Seeding
 //
@@ -143,7 +145,8 @@
 // PostgreSQL gets COPY, SQLite multi-row INSERTs, a transaction per --batch;
 // progress and rows/s are printed as it goes, and PostgreSQL's tables are
 // analyzed at the end. A later seed with the same --prefix continues the
-// numbering. The same --seed gives the same rows.
+// numbering. The same --seed gives the same rows, their times relative to
+// the run's.
 package main
 
 import (
