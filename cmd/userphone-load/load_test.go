@@ -1,0 +1,312 @@
+//go:build unix
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pace/userphone"
+	"github.com/pace/userphone/auth"
+	"github.com/pace/userphone/internal/testenv"
+)
+
+// TestScenariosAgainstTheRealServer builds the real server, seeds its
+// SQLite file, starts it with the webhook SMS provider pointed at the load
+// generator's receiver and the limits off, and runs every scenario briefly.
+// It checks that the load generator works, not how fast anything is.
+func TestScenariosAgainstTheRealServer(t *testing.T) {
+	bin := buildServer(t)
+	dataDir := filepath.Join(t.TempDir(), "data")
+	// A seeded database first, as for a real measurement.
+	var seedOut bytes.Buffer
+	if code := run(context.Background(), []string{"seed", "-data-dir", dataDir, "-users", "200", "-changes", "600"}, noEnv, &seedOut, &seedOut); code != 0 {
+		t.Fatalf("seed: exit %d\n%s", code, seedOut.String())
+	}
+	hook := freeAddr(t)
+	secret := randomHex(32)
+	vars := map[string]string{"USERPHONE_DATA_DIR": dataDir, "USERPHONE_LOG_LEVEL": "warn"}
+	for _, kv := range serverSettings(webhookURL(hook), secret) {
+		vars[kv[0]] = kv[1]
+	}
+	base := startServer(t, bin, vars) + "/user/2021-2"
+
+	for _, tc := range []struct {
+		name     string
+		scenario string
+		args     []string
+		ops      []string
+	}{
+		{"check", "check", []string{"-users", "8", "-baseline", "after"}, []string{opCheck, opBaseline}},
+		// Open loop, slow enough that the server's delivery queue keeps up
+		// and the next scenarios' SMS are not stuck behind these.
+		{"request-open-loop", "request", []string{"-rate", "20"}, []string{opPut}},
+		{"verify", "verify", nil, []string{opPut, opSMSWait, opVerify}},
+		// Users from a token file: asked once, each must keep its answer
+		// (these never had a number: 404).
+		{"check-token-file", "check", []string{"-tokens", writeTokenFile(t, dataDir, 3), "-users", "3"}, []string{opCheck}},
+		// Three messages an iteration: a little longer.
+		{"flow", "flow", []string{"-d", "3s"}, []string{opPutFirst, opSMSWait, opVerifyFirst, opPutSecond, opEmailWait, opConfirmPage, opConfirmPost, opVerifySecond}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "result.json")
+			args := append([]string{"-url", base, "-scenario", tc.scenario, "-c", "3", "-d", "2s", "-warmup", "200ms",
+				"-data-dir", dataDir, "-webhook-listen", hook, "-webhook-secret", secret, "-baseline", "off",
+				"-drain", "5s", "-json", out}, tc.args...)
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), args, noEnv, &stdout, &stderr)
+			t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+			if code != 0 {
+				t.Fatalf("exit %d", code)
+			}
+			table := stdout.String()
+			if !strings.Contains(table, "operation") || !strings.Contains(table, "p99") || !strings.Contains(table, "errors: 0") {
+				t.Fatalf("no result table in the output")
+			}
+			var rep report
+			raw, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(raw, &rep); err != nil {
+				t.Fatalf("the JSON does not parse: %v\n%s", err, raw)
+			}
+			if rep.Scenario != tc.scenario || rep.Errors != 0 || rep.Iterations == 0 {
+				t.Fatalf("scenario %q, %d errors, %d iterations", rep.Scenario, rep.Errors, rep.Iterations)
+			}
+			got := map[string]opResult{}
+			for _, o := range append(rep.Operations, baselineOps(&rep)...) {
+				got[o.Name] = o
+			}
+			for _, name := range tc.ops {
+				o, ok := got[name]
+				if !ok || o.Requests == 0 || o.Errors != 0 || o.PerSecond <= 0 || o.Latency.P50 <= 0 || o.Latency.Max < o.Latency.P99 {
+					t.Errorf("operation %s: %+v", name, o)
+				}
+				if !strings.Contains(table, name) {
+					t.Errorf("the table has no line for %s", name)
+				}
+			}
+			if rep.Baseline != nil && got[opCheck].VsBaseline <= 0 {
+				t.Errorf("no ratio to the baseline: %+v", got[opCheck])
+			}
+		})
+	}
+}
+
+var noEnv = func(string) string { return "" }
+
+// writeTokenFile writes n dev tokens signed with the server's key, with a
+// comment and a blank line, as an operator might.
+func writeTokenFile(t *testing.T, dataDir string, n int) string {
+	keys, err := auth.LoadOrCreateDevKeys(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := []string{"# tokens for the load test", ""}
+	for i := range n {
+		sub := "file-user-" + strconv.Itoa(i) + "-" + randomHex(4)
+		tok, err := keys.Mint(userphone.Identity{Subject: sub, Email: sub + "@example.com", Scopes: auth.AllScopes}, time.Hour, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, tok)
+	}
+	path := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestTokensFromAFileAreReadAndUsedOnce(t *testing.T) {
+	dir := t.TempDir()
+	tf, err := readTokenFile(writeTokenFile(t, dir, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, okA := tf.next()
+	b, okB := tf.next()
+	_, okC := tf.next()
+	if !okA || !okB || okC || a.Sub == b.Sub || !strings.HasPrefix(a.Sub, "file-user-0-") || a.Email != a.Sub+"@example.com" {
+		t.Fatalf("%+v %+v %v", a, b, okC)
+	}
+	bad := filepath.Join(dir, "bad")
+	os.WriteFile(bad, []byte("not-a-jwt\n"), 0o600)
+	if _, err := readTokenFile(bad); err == nil || !strings.Contains(err.Error(), "bad:1") {
+		t.Fatalf("a bad line: %v", err)
+	}
+}
+
+// TestBaselineAlone runs the bare server by itself for an exact number of
+// iterations: -n, and a warm-up that is not counted.
+func TestBaselineAlone(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "result.json")
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"-scenario", "baseline", "-c", "4", "-n", "500", "-warmup", "100ms", "-json", out}, noEnv, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout.String(), stderr.String())
+	}
+	var rep report
+	raw, _ := os.ReadFile(out)
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Iterations != 500 || len(rep.Operations) != 1 || rep.Operations[0].Requests != 500 || rep.Operations[0].Statuses["200"] != 500 {
+		t.Fatalf("want exactly 500 requests: %+v", rep)
+	}
+}
+
+func TestBadCommandLinesExitWith2(t *testing.T) {
+	for _, args := range [][]string{
+		{"-scenario", "nope"},
+		{"-c", "0"},
+		{"-d", "1s", "-n", "5"},
+		{"-baseline", "sometimes"},
+		{"-url", "ftp://x"},
+		{"extra"},
+		{"seed", "-users", "0"},
+		{"seed", "-prefix", "a%b"},
+	} {
+		var out bytes.Buffer
+		if code := run(context.Background(), args, noEnv, &out, &out); code != 2 {
+			t.Errorf("%v: exit %d, want 2\n%s", args, code, out.String())
+		}
+	}
+}
+
+// A scenario says what it lacks instead of waiting for codes that cannot
+// come: the server's dev key, the webhook's secret.
+func TestMissingPartsAreNamed(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	defer srv.Close()
+	withKey := t.TempDir()
+	if _, err := auth.LoadOrCreateDevKeys(withKey); err != nil {
+		t.Fatal(err)
+	}
+	for dir, want := range map[string]string{t.TempDir(): "no dev signing key", withKey: "-webhook-secret"} {
+		var out bytes.Buffer
+		code := run(context.Background(), []string{"-url", srv.URL + "/user/2021-2", "-scenario", "verify", "-data-dir", dir}, noEnv, &out, &out)
+		if code == 0 || !strings.Contains(out.String(), want) {
+			t.Errorf("exit %d: %s; want it to name %s", code, out.String(), want)
+		}
+	}
+}
+
+// buildServer builds cmd/userphone, like the SDK's test does.
+func buildServer(t *testing.T) string {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		goTool = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+		if _, err := os.Stat(goTool); err != nil {
+			testenv.Missing(t, "the go command, to build the server", err)
+		}
+	}
+	bin := filepath.Join(t.TempDir(), "userphone")
+	build := exec.Command(goTool, "build", "-o", bin, "./cmd/userphone")
+	build.Dir = filepath.Join("..", "..")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// startServer starts bin on a free loopback port with vars, waits until it
+// is ready, and stops it when the test ends; it fails the test if the
+// server logged an error.
+func startServer(t *testing.T, bin string, vars map[string]string) string {
+	addr := freeAddr(t)
+	cmd := exec.Command(bin, "serve")
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "USERPHONE_") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "USERPHONE_ADDR="+addr)
+	for k, v := range vars {
+		env = append(env, k+"="+v)
+	}
+	cmd.Env = env
+	var log syncBuffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(20 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-exited
+			t.Error("the server did not stop within 20 s of SIGTERM")
+		}
+		if t.Failed() || strings.Contains(log.String(), "level=ERROR") {
+			t.Errorf("server output:\n%s", log.String())
+		}
+	})
+	base := "http://" + addr
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("the server exited before it was ready: %v\n%s", err, log.String())
+		default:
+		}
+		resp, err := http.Get(base + "/health/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return base
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server was not ready within 30 s: %v\n%s", err, log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
