@@ -94,9 +94,11 @@ func loadConfig(lookupEnv func(string) (string, bool)) (config, error) {
 		LinkedIdentityClaim:    r.str("USERPHONE_LINKED_IDENTITY_CLAIM", "linked_identities"),
 		ShutdownTimeout:        r.duration("USERPHONE_SHUTDOWN_TIMEOUT", 15*time.Second, 0, 10*time.Minute),
 		LogFormat:              r.oneOf("USERPHONE_LOG_FORMAT", "text", "text", "json"),
-		// Sends wait on providers, not the CPU: 4 at once keep up with a
-		// replica's requests and leave SQLite's small pool room to answer.
-		Workers:                   r.integer("USERPHONE_WORKERS", 4, 0, 100),
+		// Sends wait on providers (a few hundred ms each), not the CPU, so
+		// a replica on PostgreSQL sends 32 at once: about a hundred SMS a
+		// second through a real provider. SQLite's pool is 4 connections,
+		// and 4 workers leave it room to answer requests.
+		Workers:                   r.integer("USERPHONE_WORKERS", defaultWorkers(r.getenv("USERPHONE_DATABASE_URL")), 0, 100),
 		DeliveryMaxAttempts:       r.integer("USERPHONE_DELIVERY_MAX_ATTEMPTS", jobs.DefaultMaxAttempts, 1, 50),
 		DeliveryFirstRetry:        r.duration("USERPHONE_DELIVERY_FIRST_RETRY", jobs.DefaultFirstRetry, time.Second, time.Hour),
 		Retention:                 r.duration("USERPHONE_RETENTION", jobs.DefaultRetention, time.Hour, 10*365*24*time.Hour),
@@ -212,6 +214,13 @@ func loopbackFor(addr string) string {
 		host = "localhost"
 	}
 	return net.JoinHostPort(host, port)
+}
+
+func defaultWorkers(databaseURL string) int {
+	if strings.TrimSpace(databaseURL) != "" {
+		return 32
+	}
+	return 4
 }
 
 // reader collects the first bad setting.
