@@ -49,7 +49,15 @@ type Config struct {
 	DatabaseURL string
 	DataDir     string
 	Logger      *slog.Logger
+	// MaxConns caps the PostgreSQL pool, which the job queue shares; 0
+	// means DefaultMaxConns. SQLite always uses 4.
+	MaxConns int
 }
+
+// DefaultMaxConns sizes a 2-core replica's pool: 16 keep 64 concurrent
+// requests and 32 delivery workers busy, and PostgreSQL's default
+// max_connections of 100 leaves room for five replicas and the tools.
+const DefaultMaxConns = 16
 
 // Store is the GORM-backed userphone.Store.
 type Store struct {
@@ -105,10 +113,12 @@ func Open(cfg Config) (*Store, error) {
 		// only queue on SQLite's single write lock.
 		s.sqlDB.SetMaxOpenConns(4)
 	} else {
-		// Sized for a 2-core replica: PostgreSQL's default max_connections is
-		// 100, which leaves room for several replicas and the tools.
-		s.sqlDB.SetMaxOpenConns(16)
-		s.sqlDB.SetMaxIdleConns(16)
+		n := cfg.MaxConns
+		if n <= 0 {
+			n = DefaultMaxConns
+		}
+		s.sqlDB.SetMaxOpenConns(n)
+		s.sqlDB.SetMaxIdleConns(n)
 		s.sqlDB.SetConnMaxIdleTime(5 * time.Minute)
 	}
 	return s, nil

@@ -3,31 +3,35 @@ package main
 import (
 	"encoding/hex"
 	"fmt"
-	"github.com/nyaruka/phonenumbers"
-	"github.com/pace/userphone/flow"
-	"github.com/pace/userphone/jobs"
 	"log/slog"
 	"net"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nyaruka/phonenumbers"
+	"github.com/pace/userphone/flow"
+	"github.com/pace/userphone/jobs"
+	"github.com/pace/userphone/store"
 )
 
 // config is the whole configuration, read from USERPHONE_* variables.
 // Each default is chosen so that `go run ./cmd/userphone` works on a fresh
 // machine; the README explains each one.
 type config struct {
-	Addr            string
-	DataDir         string
-	DatabaseURL     string
-	PublicURL       string
-	ProcessTTL      time.Duration
-	ResendCooldown  time.Duration
-	MaxCodeAttempts int
-	Secret          []byte // nil: generated and kept in DataDir
-	OIDCIssuer      string
-	OIDCAudience    string
+	Addr        string
+	DataDir     string
+	DatabaseURL string
+	// DatabaseMaxConns caps each replica's PostgreSQL pool.
+	DatabaseMaxConns int
+	PublicURL        string
+	ProcessTTL       time.Duration
+	ResendCooldown   time.Duration
+	MaxCodeAttempts  int
+	Secret           []byte // nil: generated and kept in DataDir
+	OIDCIssuer       string
+	OIDCAudience     string
 	// RequiredLinkedIdentity names an identity provider every token must
 	// list in LinkedIdentityClaim; empty turns the check off.
 	RequiredLinkedIdentity string
@@ -85,6 +89,7 @@ func loadConfig(lookupEnv func(string) (string, bool)) (config, error) {
 		DataDir:                r.str("USERPHONE_DATA_DIR", "./data"),
 		DatabaseURL:            r.str("USERPHONE_DATABASE_URL", ""),
 		PublicURL:              r.str("USERPHONE_PUBLIC_URL", ""),
+		DatabaseMaxConns:       r.integer("USERPHONE_DATABASE_MAX_CONNS", store.DefaultMaxConns, 2, 1000),
 		ProcessTTL:             r.duration("USERPHONE_PROCESS_TTL", 24*time.Hour, time.Minute, 30*24*time.Hour),
 		ResendCooldown:         r.duration("USERPHONE_RESEND_COOLDOWN", 60*time.Second, 0, time.Hour),
 		MaxCodeAttempts:        r.integer("USERPHONE_MAX_CODE_ATTEMPTS", 5, 1, 20),

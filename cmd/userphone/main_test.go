@@ -52,6 +52,7 @@ func TestABadSettingStopsStartupWithOneLineNamingIt(t *testing.T) {
 		"USERPHONE_TRUSTED_PROXIES":    "10.0.0.0/33",
 		"USERPHONE_LIMIT_SMS_PER_HOUR": "-5",
 		"USERPHONE_DEPRECATION_DATE":   "last year",
+		"USERPHONE_DATABASE_MAX_CONNS": "1",
 		"USERPHONE_SUNSET_DATE":        "2020-01-01", // before the deprecation
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -169,7 +169,7 @@ func migrate(ctx context.Context, cfg config, log *slog.Logger) error {
 // openStore opens and migrates the database, ours and the job queue's
 // tables, with a sentence that says what to do when it cannot be reached.
 func openStore(ctx context.Context, cfg config, log *slog.Logger) (*store.Store, *jobs.Queue, error) {
-	st, err := store.Open(store.Config{DatabaseURL: cfg.DatabaseURL, DataDir: cfg.DataDir, Logger: log})
+	st, err := store.Open(store.Config{DatabaseURL: cfg.DatabaseURL, DataDir: cfg.DataDir, Logger: log, MaxConns: cfg.DatabaseMaxConns})
 	if err != nil {
 		return nil, nil, err
 	}
