@@ -23,6 +23,7 @@ type Mail struct {
 	To         []string
 	Header     mail.Header
 	Text, HTML string
+	At         time.Time // when the server accepted it
 }
 
 // SMTP is a real SMTP server on loopback that keeps what it receives.
@@ -146,7 +147,7 @@ func (ss *session) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	m := Mail{From: ss.from, To: ss.to, Header: msg.Header}
+	m := Mail{From: ss.from, To: ss.to, Header: msg.Header, At: time.Now()}
 	if err := readParts(msg.Header.Get("Content-Type"), msg.Header.Get("Content-Transfer-Encoding"), msg.Body, &m); err != nil {
 		return err
 	}
