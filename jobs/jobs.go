@@ -39,7 +39,13 @@ type Config struct {
 	Retention time.Duration
 	// PollInterval is how often an idle replica looks for new jobs.
 	PollInterval time.Duration
-	Log          *slog.Logger
+	// RescueAfter is how long a send may stay "running" before the job is
+	// taken for orphaned (its replica was killed) and handed to another
+	// replica at once. It must exceed JobTimeout. The cluster's leader
+	// looks every 30 s (River's fixed interval), so an orphan is picked up
+	// within RescueAfter + 30 s.
+	RescueAfter time.Duration
+	Log         *slog.Logger
 }
 
 const (
@@ -61,6 +67,14 @@ const (
 	// 5 ms allows 800, and costs at most 200 small queries a second, only
 	// while jobs keep coming.
 	fetchCooldown = 5 * time.Millisecond
+	// JobTimeout cuts off a send that hangs; it is then retried. Providers
+	// answer within seconds, and SMTP's per-command timeout is cut short
+	// by it too.
+	JobTimeout = 20 * time.Second
+	// DefaultRescueAfter: a little over JobTimeout, so that a live send is
+	// never taken for an orphan; with the leader's 30 s interval an orphan
+	// is picked up within 55 s.
+	DefaultRescueAfter = JobTimeout + 5*time.Second
 	// maxRetryDelay caps the backoff.
 	maxRetryDelay = time.Hour
 	// sweepInterval is how often open changes past their limit are closed.
@@ -107,6 +121,12 @@ func New(st *store.Store, cfg Config) (*Queue, error) {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = DefaultPollInterval
 	}
+	if cfg.RescueAfter <= 0 {
+		cfg.RescueAfter = DefaultRescueAfter
+	}
+	if cfg.RescueAfter <= JobTimeout {
+		return nil, fmt.Errorf("jobs: the rescue delay %v must exceed the job timeout %v, or live sends would be taken for orphans", cfg.RescueAfter, JobTimeout)
+	}
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -122,14 +142,14 @@ func New(st *store.Store, cfg Config) (*Queue, error) {
 	river.AddWorker(workers, &sweepWorker{q: q})
 	river.AddWorker(workers, &purgeWorker{q: q})
 	rc := &river.Config{
-		Workers:           workers,
-		MaxAttempts:       cfg.MaxAttempts,
-		RetryPolicy:       backoff{first: cfg.FirstRetry},
-		FetchPollInterval: cfg.PollInterval,
-		FetchCooldown:     min(cfg.PollInterval, fetchCooldown),
-		// A send that hangs longer than this is cut off and retried.
-		JobTimeout: 30 * time.Second,
-		Logger:     log,
+		Workers:              workers,
+		MaxAttempts:          cfg.MaxAttempts,
+		RetryPolicy:          backoff{first: cfg.FirstRetry, rescueAfter: cfg.RescueAfter},
+		FetchPollInterval:    cfg.PollInterval,
+		FetchCooldown:        min(cfg.PollInterval, fetchCooldown),
+		JobTimeout:           JobTimeout,
+		RescueStuckJobsAfter: cfg.RescueAfter,
+		Logger:               log,
 	}
 	if cfg.Workers > 0 {
 		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}}
@@ -201,9 +221,17 @@ func (q *Queue) Enqueue(ctx context.Context, tx userphone.Tx, m userphone.Outgoi
 
 // backoff waits first × 2^(n-1) after the n-th failure, capped, with up to
 // ±20 % jitter so that retries after an outage do not arrive together.
-type backoff struct{ first time.Duration }
+//
+// A job rescued from a killed replica runs again at once: it did not fail,
+// and its user is waiting. River's rescuer asks for the retry time of a job
+// that has been running for longer than rescueAfter, which no live job can
+// (JobTimeout is shorter).
+type backoff struct{ first, rescueAfter time.Duration }
 
 func (b backoff) NextRetry(job *rivertype.JobRow) time.Time {
+	if b.rescueAfter > 0 && job.AttemptedAt != nil && time.Since(*job.AttemptedAt) >= b.rescueAfter {
+		return time.Now()
+	}
 	n := max(len(job.Errors), 1)
 	d := b.first
 	for i := 1; i < n && d < maxRetryDelay; i++ {
