@@ -75,6 +75,9 @@ const (
 	// never taken for an orphan; with the leader's 30 s interval an orphan
 	// is picked up within 55 s.
 	DefaultRescueAfter = JobTimeout + 5*time.Second
+	// riverMigrationLock names the advisory lock of the job queue's
+	// migrations ("userphone river migrate", in ASCII, as a number).
+	riverMigrationLock int64 = 0x757072697665726d
 	// maxRetryDelay caps the backoff.
 	maxRetryDelay = time.Hour
 	// sweepInterval is how often open changes past their limit are closed.
@@ -96,6 +99,7 @@ type Flow interface {
 // Queue inserts jobs in the callers' transactions and, unless it is
 // API-only, works them.
 type Queue struct {
+	st     *store.Store
 	cfg    Config
 	log    *slog.Logger
 	db     *sql.DB
@@ -131,7 +135,7 @@ func New(st *store.Store, cfg Config) (*Queue, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	q := &Queue{cfg: cfg, log: log, db: st.SQLDB()}
+	q := &Queue{cfg: cfg, log: log, db: st.SQLDB(), st: st}
 	if st.Dialect() == store.Postgres {
 		q.driver = riverdatabasesql.New(st.SQLDB())
 	} else {
@@ -170,6 +174,22 @@ func New(st *store.Store, cfg Config) (*Queue, error) {
 
 // Migrate applies River's own migrations, beside the store's.
 func (q *Queue) Migrate(ctx context.Context) error {
+	// River's migrator takes no lock, and replicas that start together
+	// would create its tables at once: on PostgreSQL one session-level
+	// advisory lock lets one replica migrate while the others wait.
+	if q.st.Dialect() == store.Postgres {
+		conn, err := q.st.SQLDB().Conn(ctx)
+		if err != nil {
+			return fmt.Errorf("migrate the job queue's tables: %w", err)
+		}
+		defer conn.Close()
+		if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", riverMigrationLock); err != nil {
+			return fmt.Errorf("lock the job queue's migration: %w", err)
+		}
+		defer func() {
+			_, _ = conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", riverMigrationLock)
+		}()
+	}
 	m, err := rivermigrate.New(q.driver, &rivermigrate.Config{Logger: q.log})
 	if err != nil {
 		return err
