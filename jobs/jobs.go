@@ -39,7 +39,13 @@ type Config struct {
 	Retention time.Duration
 	// PollInterval is how often an idle replica looks for new jobs.
 	PollInterval time.Duration
-	Log          *slog.Logger
+	// RescueAfter is how long a send may stay "running" before the job is
+	// taken for orphaned (its replica was killed) and handed to another
+	// replica at once. It must exceed JobTimeout. The cluster's leader
+	// looks every 30 s (River's fixed interval), so an orphan is picked up
+	// within RescueAfter + 30 s.
+	RescueAfter time.Duration
+	Log         *slog.Logger
 }
 
 const (
@@ -61,6 +67,17 @@ const (
 	// 5 ms allows 800, and costs at most 200 small queries a second, only
 	// while jobs keep coming.
 	fetchCooldown = 5 * time.Millisecond
+	// JobTimeout cuts off a send that hangs; it is then retried. Providers
+	// answer within seconds, and SMTP's per-command timeout is cut short
+	// by it too.
+	JobTimeout = 20 * time.Second
+	// DefaultRescueAfter: a little over JobTimeout, so that a live send is
+	// never taken for an orphan; with the leader's 30 s interval an orphan
+	// is picked up within 55 s.
+	DefaultRescueAfter = JobTimeout + 5*time.Second
+	// riverMigrationLock names the advisory lock of the job queue's
+	// migrations ("userphone river migrate", in ASCII, as a number).
+	riverMigrationLock int64 = 0x757072697665726d
 	// maxRetryDelay caps the backoff.
 	maxRetryDelay = time.Hour
 	// sweepInterval is how often open changes past their limit are closed.
@@ -82,6 +99,7 @@ type Flow interface {
 // Queue inserts jobs in the callers' transactions and, unless it is
 // API-only, works them.
 type Queue struct {
+	st     *store.Store
 	cfg    Config
 	log    *slog.Logger
 	db     *sql.DB
@@ -107,11 +125,17 @@ func New(st *store.Store, cfg Config) (*Queue, error) {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = DefaultPollInterval
 	}
+	if cfg.RescueAfter <= 0 {
+		cfg.RescueAfter = DefaultRescueAfter
+	}
+	if cfg.RescueAfter <= JobTimeout {
+		return nil, fmt.Errorf("jobs: the rescue delay %v must exceed the job timeout %v, or live sends would be taken for orphans", cfg.RescueAfter, JobTimeout)
+	}
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	q := &Queue{cfg: cfg, log: log, db: st.SQLDB()}
+	q := &Queue{cfg: cfg, log: log, db: st.SQLDB(), st: st}
 	if st.Dialect() == store.Postgres {
 		q.driver = riverdatabasesql.New(st.SQLDB())
 	} else {
@@ -122,14 +146,14 @@ func New(st *store.Store, cfg Config) (*Queue, error) {
 	river.AddWorker(workers, &sweepWorker{q: q})
 	river.AddWorker(workers, &purgeWorker{q: q})
 	rc := &river.Config{
-		Workers:           workers,
-		MaxAttempts:       cfg.MaxAttempts,
-		RetryPolicy:       backoff{first: cfg.FirstRetry},
-		FetchPollInterval: cfg.PollInterval,
-		FetchCooldown:     min(cfg.PollInterval, fetchCooldown),
-		// A send that hangs longer than this is cut off and retried.
-		JobTimeout: 30 * time.Second,
-		Logger:     log,
+		Workers:              workers,
+		MaxAttempts:          cfg.MaxAttempts,
+		RetryPolicy:          backoff{first: cfg.FirstRetry, rescueAfter: cfg.RescueAfter},
+		FetchPollInterval:    cfg.PollInterval,
+		FetchCooldown:        min(cfg.PollInterval, fetchCooldown),
+		JobTimeout:           JobTimeout,
+		RescueStuckJobsAfter: cfg.RescueAfter,
+		Logger:               log,
 	}
 	if cfg.Workers > 0 {
 		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}}
@@ -150,6 +174,22 @@ func New(st *store.Store, cfg Config) (*Queue, error) {
 
 // Migrate applies River's own migrations, beside the store's.
 func (q *Queue) Migrate(ctx context.Context) error {
+	// River's migrator takes no lock, and replicas that start together
+	// would create its tables at once: on PostgreSQL one session-level
+	// advisory lock lets one replica migrate while the others wait.
+	if q.st.Dialect() == store.Postgres {
+		conn, err := q.st.SQLDB().Conn(ctx)
+		if err != nil {
+			return fmt.Errorf("migrate the job queue's tables: %w", err)
+		}
+		defer conn.Close()
+		if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", riverMigrationLock); err != nil {
+			return fmt.Errorf("lock the job queue's migration: %w", err)
+		}
+		defer func() {
+			_, _ = conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", riverMigrationLock)
+		}()
+	}
 	m, err := rivermigrate.New(q.driver, &rivermigrate.Config{Logger: q.log})
 	if err != nil {
 		return err
@@ -201,9 +241,17 @@ func (q *Queue) Enqueue(ctx context.Context, tx userphone.Tx, m userphone.Outgoi
 
 // backoff waits first × 2^(n-1) after the n-th failure, capped, with up to
 // ±20 % jitter so that retries after an outage do not arrive together.
-type backoff struct{ first time.Duration }
+//
+// A job rescued from a killed replica runs again at once: it did not fail,
+// and its user is waiting. River's rescuer asks for the retry time of a job
+// that has been running for longer than rescueAfter, which no live job can
+// (JobTimeout is shorter).
+type backoff struct{ first, rescueAfter time.Duration }
 
 func (b backoff) NextRetry(job *rivertype.JobRow) time.Time {
+	if b.rescueAfter > 0 && job.AttemptedAt != nil && time.Since(*job.AttemptedAt) >= b.rescueAfter {
+		return time.Now()
+	}
 	n := max(len(job.Errors), 1)
 	d := b.first
 	for i := 1; i < n && d < maxRetryDelay; i++ {

@@ -41,6 +41,7 @@ type config struct {
 	Workers             int
 	DeliveryMaxAttempts int
 	DeliveryFirstRetry  time.Duration
+	DeliveryRescueAfter time.Duration
 	Retention           time.Duration
 	// Providers; empty means the dev outbox.
 	SMTPURL, MailFrom, SMTPTLS string
@@ -103,9 +104,12 @@ func loadConfig(lookupEnv func(string) (string, bool)) (config, error) {
 		// a replica on PostgreSQL sends 32 at once: about a hundred SMS a
 		// second through a real provider. SQLite's pool is 4 connections,
 		// and 4 workers leave it room to answer requests.
-		Workers:                   r.integer("USERPHONE_WORKERS", defaultWorkers(r.getenv("USERPHONE_DATABASE_URL")), 0, 100),
-		DeliveryMaxAttempts:       r.integer("USERPHONE_DELIVERY_MAX_ATTEMPTS", jobs.DefaultMaxAttempts, 1, 50),
-		DeliveryFirstRetry:        r.duration("USERPHONE_DELIVERY_FIRST_RETRY", jobs.DefaultFirstRetry, time.Second, time.Hour),
+		Workers:             r.integer("USERPHONE_WORKERS", defaultWorkers(r.getenv("USERPHONE_DATABASE_URL")), 0, 100),
+		DeliveryMaxAttempts: r.integer("USERPHONE_DELIVERY_MAX_ATTEMPTS", jobs.DefaultMaxAttempts, 1, 50),
+		DeliveryFirstRetry:  r.duration("USERPHONE_DELIVERY_FIRST_RETRY", jobs.DefaultFirstRetry, time.Second, time.Hour),
+		// A killed replica's send is picked up within this + 30 s; it must
+		// exceed the job timeout so that a live send is never taken.
+		DeliveryRescueAfter:       r.duration("USERPHONE_DELIVERY_RESCUE_AFTER", jobs.DefaultRescueAfter, jobs.JobTimeout+time.Second, 24*time.Hour),
 		Retention:                 r.duration("USERPHONE_RETENTION", jobs.DefaultRetention, time.Hour, 10*365*24*time.Hour),
 		SMTPURL:                   r.str("USERPHONE_SMTP_URL", ""),
 		MailFrom:                  r.str("USERPHONE_MAIL_FROM", ""),

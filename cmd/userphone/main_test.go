@@ -32,28 +32,29 @@ func env(vars map[string]string) func(string) (string, bool) {
 
 func TestABadSettingStopsStartupWithOneLineNamingIt(t *testing.T) {
 	for name, value := range map[string]string{
-		"USERPHONE_ADDR":               "8080",
-		"USERPHONE_DATABASE_URL":       "mysql://root@localhost/test",
-		"USERPHONE_PUBLIC_URL":         "ftp://example.com",
-		"USERPHONE_PROCESS_TTL":        "a day",
-		"USERPHONE_RESEND_COOLDOWN":    "-1s",
-		"USERPHONE_MAX_CODE_ATTEMPTS":  "0",
-		"USERPHONE_SECRET":             "tooshort",
-		"USERPHONE_LOG_LEVEL":          "loud",
-		"USERPHONE_LOG_FORMAT":         "xml",
-		"USERPHONE_SHUTDOWN_TIMEOUT":   "forever",
-		"USERPHONE_OIDC_AUDIENCE":      "userphone", // without an issuer
-		"USERPHONE_WORKERS":            "-1",
-		"USERPHONE_RETENTION":          "5m",
-		"USERPHONE_SMS_PROVIDER":       "pigeon",
-		"USERPHONE_SMTP_URL":           "smtp://127.0.0.1:2525", // without USERPHONE_MAIL_FROM
-		"USERPHONE_SMTP_TLS":           "sometimes",
-		"USERPHONE_ALLOWED_REGIONS":    "DE,Germany",
-		"USERPHONE_TRUSTED_PROXIES":    "10.0.0.0/33",
-		"USERPHONE_LIMIT_SMS_PER_HOUR": "-5",
-		"USERPHONE_DEPRECATION_DATE":   "last year",
-		"USERPHONE_DATABASE_MAX_CONNS": "1",
-		"USERPHONE_SUNSET_DATE":        "2020-01-01", // before the deprecation
+		"USERPHONE_ADDR":                  "8080",
+		"USERPHONE_DATABASE_URL":          "mysql://root@localhost/test",
+		"USERPHONE_PUBLIC_URL":            "ftp://example.com",
+		"USERPHONE_PROCESS_TTL":           "a day",
+		"USERPHONE_RESEND_COOLDOWN":       "-1s",
+		"USERPHONE_MAX_CODE_ATTEMPTS":     "0",
+		"USERPHONE_SECRET":                "tooshort",
+		"USERPHONE_LOG_LEVEL":             "loud",
+		"USERPHONE_LOG_FORMAT":            "xml",
+		"USERPHONE_SHUTDOWN_TIMEOUT":      "forever",
+		"USERPHONE_OIDC_AUDIENCE":         "userphone", // without an issuer
+		"USERPHONE_WORKERS":               "-1",
+		"USERPHONE_RETENTION":             "5m",
+		"USERPHONE_SMS_PROVIDER":          "pigeon",
+		"USERPHONE_SMTP_URL":              "smtp://127.0.0.1:2525", // without USERPHONE_MAIL_FROM
+		"USERPHONE_SMTP_TLS":              "sometimes",
+		"USERPHONE_ALLOWED_REGIONS":       "DE,Germany",
+		"USERPHONE_TRUSTED_PROXIES":       "10.0.0.0/33",
+		"USERPHONE_LIMIT_SMS_PER_HOUR":    "-5",
+		"USERPHONE_DEPRECATION_DATE":      "last year",
+		"USERPHONE_DATABASE_MAX_CONNS":    "1",
+		"USERPHONE_DELIVERY_RESCUE_AFTER": "5s",         // not above the 20 s job timeout
+		"USERPHONE_SUNSET_DATE":           "2020-01-01", // before the deprecation
 	} {
 		t.Run(name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

@@ -186,7 +186,8 @@ func openStore(ctx context.Context, cfg config, log *slog.Logger) (*store.Store,
 	}
 	queue, err := jobs.New(st, jobs.Config{
 		Workers: cfg.Workers, MaxAttempts: cfg.DeliveryMaxAttempts, FirstRetry: cfg.DeliveryFirstRetry,
-		Retention: cfg.Retention, Log: log,
+		RescueAfter: cfg.DeliveryRescueAfter,
+		Retention:   cfg.Retention, Log: log,
 	})
 	if err == nil {
 		err = st.Migrate(ctx)
