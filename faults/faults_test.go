@@ -103,6 +103,10 @@ func TestFaults(t *testing.T) {
 		"USERPHONE_MAIL_FROM=userphone@example.com",
 		"USERPHONE_DELIVERY_FIRST_RETRY=1s",
 		"USERPHONE_DELIVERY_MAX_ATTEMPTS=15",
+		// A send the SIGKILL cuts off is handed to a live replica after
+		// this (the minimum, just over the 20 s job timeout), plus at most
+		// 30 s until the leader's rescuer looks.
+		"USERPHONE_DELIVERY_RESCUE_AFTER=21s",
 		"USERPHONE_LIMIT_CHANGES_PER_HOUR=0",
 		"USERPHONE_LIMIT_CHANGES_PER_DAY=0",
 		"USERPHONE_LIMIT_SMS_PER_NUMBER_PER_HOUR=0",
@@ -141,13 +145,20 @@ func TestFaults(t *testing.T) {
 	phase("load on " + strconv.Itoa(replicas) + " replicas")
 	time.Sleep(warmUp)
 	killed := s.replicas[1]
-	phase("SIGKILL " + killed.name)
+	// The receiver takes each SMS and holds its answer for a while, so that
+	// the kill finds sends in flight: the killed replica's jobs stay
+	// "running" until the rescue sends them again, under the same key.
+	s.rcv.hold.Store(int64(3 * time.Second))
+	time.Sleep(1500 * time.Millisecond)
+	phase("SIGKILL " + killed.name + " (SMS answers held)")
 	killed.kill()
+	s.rcv.hold.Store(0)
+	phase(fmt.Sprintf("sends running at the kill: %s", jobStates(dbURL)))
 
 	time.Sleep(afterKill)
 	phase("restart PostgreSQL")
 	restartPostgres(t)
-	phase("PostgreSQL is back")
+	phase("PostgreSQL is back; sends: " + jobStates(dbURL))
 
 	phase("SMTP server down")
 	s.smtp.Down()
@@ -163,14 +174,23 @@ func TestFaults(t *testing.T) {
 
 	stopLoad()
 	wg.Wait()
+	loadStop := time.Now()
 	phase("load stopped; waiting for the messages still owed")
 
 	missing := s.waitOwed(drainWithin)
-	phase("drained")
+	left := s.waitQueue(dbURL, time.Until(loadStop.Add(drainWithin)))
+	s.rescued = countRescued(t, dbURL)
+	phase(fmt.Sprintf("drained (%d sends left in the queue)", left))
+	if left > 0 {
+		t.Errorf("%d sends are still queued or running %v after the load stopped", left, drainWithin)
+	}
 
 	// The assertions.
 	for _, m := range missing {
-		t.Errorf("never delivered: %s", m)
+		t.Errorf("never delivered: %s to %s (%s, accepted %s before the drain ended)", m.channel, m.to, m.why, time.Since(m.since).Round(time.Second))
+		if m.channel == "sms" {
+			t.Logf("what the database knows of %s:\n%s", m.to, explain(dbURL, m.to))
+		}
 	}
 	s.checkDuplicates()
 	s.mu.Lock()
@@ -192,8 +212,12 @@ func TestFaults(t *testing.T) {
 	s.checkVerified()
 	s.summary(time.Since(started))
 	if t.Failed() {
-		for _, r := range s.replicas {
-			t.Logf("%s log (last 60 lines):\n%s", r.name, lastLines(r.logs.String(), 60))
+		dir, err := os.MkdirTemp("", "userphone-faults-")
+		if err == nil {
+			for _, r := range s.replicas {
+				_ = os.WriteFile(filepath.Join(dir, r.name+".log"), []byte(r.logs.String()), 0o644)
+				t.Logf("%s: warnings and errors (the whole log is in %s):\n%s", r.name, dir, notable(r.logs.String(), 40))
+			}
 		}
 	}
 }
@@ -218,6 +242,8 @@ type suite struct {
 	verified map[string]vuser // sub → the user, with the number verified last
 	// Message-IDs the SMTP server took more than once.
 	emailDuplicates int
+	// Sends the SIGKILL cut off that River's rescuer handed on.
+	rescued int
 }
 
 type vuser struct {
@@ -232,9 +258,12 @@ type owed struct {
 	since            time.Time
 }
 
-func (s *suite) owe(channel, to, why string) {
+// owe notes a message the request sent at since made owed. since is when
+// the request left, not when its answer came: the message may arrive
+// before the answer does.
+func (s *suite) owe(channel, to, why string, since time.Time) {
 	s.mu.Lock()
-	s.owed = append(s.owed, owed{channel, to, why, time.Now()})
+	s.owed = append(s.owed, owed{channel, to, why, since})
 	s.mu.Unlock()
 }
 
@@ -365,7 +394,7 @@ func (s *suite) changeTo(stop context.Context, u *vuser, number, op string, viaE
 		return false
 	}
 	if viaEmail {
-		s.owe("email", u.email, u.sub+" changes to "+number)
+		s.owe("email", u.email, u.sub+" changes to "+number, since)
 		link, ok := s.waitMail(stop, u.email)
 		if !ok {
 			return false
@@ -394,7 +423,7 @@ func (s *suite) changeTo(stop context.Context, u *vuser, number, op string, viaE
 			return false
 		}
 	}
-	s.owe("sms", number, u.sub+" asks for "+number)
+	s.owe("sms", number, u.sub+" asks for "+number, since)
 	for try := 0; try < 3; try++ {
 		code, ok := s.rcv.waitCode(stop, number, since)
 		if !ok {
@@ -472,18 +501,81 @@ func tokenOfLink(link string) (string, error) {
 	return u.Query().Get("token"), nil
 }
 
-// waitOwed waits until every owed message arrived, at most within; it
-// returns those still missing, and notes each delivery's delay.
-func (s *suite) waitOwed(within time.Duration) []string {
+// waitQueue waits, at most within, until no send is queued, running or
+// waiting for a retry (an orphan the rescue has yet to hand on is
+// "running"); it returns how many are left.
+func (s *suite) waitQueue(dbURL string, within time.Duration) int {
+	db, err := sql.Open("pgx", dbURL)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer db.Close()
 	deadline := time.Now().Add(within)
 	for {
-		var missing []string
+		var n int
+		err := db.QueryRow(`SELECT count(*) FROM river_job WHERE kind = 'send_message'
+			AND state IN ('available', 'running', 'retryable', 'scheduled', 'pending')`).Scan(&n)
+		if err != nil {
+			s.t.Errorf("count the queued sends: %v", err)
+			return -1
+		}
+		if n == 0 || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// jobStates counts the sends by state, e.g. "completed=10 running=2".
+func jobStates(dbURL string) string {
+	db, err := sql.Open("pgx", dbURL)
+	if err != nil {
+		return err.Error()
+	}
+	defer db.Close()
+	rows, err := db.Query(`SELECT state, count(*) FROM river_job WHERE kind = 'send_message' GROUP BY state ORDER BY state`)
+	if err != nil {
+		return err.Error()
+	}
+	defer rows.Close()
+	var parts []string
+	for rows.Next() {
+		var st string
+		var n int
+		_ = rows.Scan(&st, &n)
+		parts = append(parts, fmt.Sprintf("%s=%d", st, n))
+	}
+	return strings.Join(parts, " ")
+}
+
+// countRescued counts the sends that River's rescuer took back from a
+// replica that stopped working on them (the killed one).
+func countRescued(t *testing.T, dbURL string) int {
+	db, err := sql.Open("pgx", dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM river_job WHERE kind = 'send_message'
+		AND errors::text ILIKE '%stuck%'`).Scan(&n); err != nil {
+		t.Errorf("count the rescued sends: %v", err)
+	}
+	return n
+}
+
+// waitOwed waits until every owed message arrived, at most within; it
+// returns those still missing, and notes each delivery's delay.
+func (s *suite) waitOwed(within time.Duration) []owed {
+	deadline := time.Now().Add(within)
+	for {
+		var missing []owed
 		s.mu.Lock()
 		owed := append([]owed(nil), s.owed...)
 		s.mu.Unlock()
 		for _, o := range owed {
 			if at, ok := s.arrived(o); !ok {
-				missing = append(missing, fmt.Sprintf("%s to %s (%s, accepted %s ago)", o.channel, o.to, o.why, time.Since(o.since).Round(time.Second)))
+				missing = append(missing, o)
 			} else {
 				s.noteDelay(at.Sub(o.since))
 			}
@@ -640,8 +732,9 @@ func (s *suite) summary(wall time.Duration) {
 	}
 	r := s.rcv.counts()
 	fmt.Fprintf(&b, "  users %d, changes owed a message %d, verified users %d\n", s.users.Load(), len(s.owed), len(s.verified))
-	fmt.Fprintf(&b, "  SMS: %d keys, %d taken, %d answered 500, %d keys sent more than once (same text each time), %d keys taken more than once\n",
+	fmt.Fprintf(&b, "  SMS: %d keys, %d taken, %d answered 500, %d keys sent more than once (same text each time), %d keys taken more than once (sends the kill cut off, rescued)\n",
 		r.keys, r.taken, r.refused, r.retried, r.duplicates)
+	fmt.Fprintf(&b, "  sends the SIGKILL cut off and the rescuer handed on: %d\n", s.rescued)
 	fmt.Fprintf(&b, "  e-mails taken %d (%d Message-IDs taken more than once)\n", len(s.smtp.Mails()), s.emailDuplicates)
 	fmt.Fprintf(&b, "  max delay from accepted change to first message: %v\n", time.Duration(maxDelay.Load()).Round(time.Millisecond))
 	s.t.Log(b.String())
@@ -652,7 +745,8 @@ func (s *suite) summary(wall time.Duration) {
 // and answers 500 while failing is set.
 type receiver struct {
 	secret  string
-	failing atomic.Bool
+	failing atomic.Bool  // answer 500 without taking the SMS
+	hold    atomic.Int64 // take the SMS, then answer after this long
 
 	mu      sync.Mutex
 	byTo    map[string][]sms
@@ -709,6 +803,14 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if got.Refused {
 		http.Error(w, "down for the fault suite", http.StatusInternalServerError)
 		return
+	}
+	if d := time.Duration(r.hold.Load()); d > 0 {
+		// Taken, but the answer is late: a sender killed meanwhile never
+		// learns that it was.
+		select {
+		case <-time.After(d):
+		case <-req.Context().Done():
+		}
 	}
 	w.WriteHeader(http.StatusOK)
 }
@@ -956,10 +1058,61 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
+// notable is the last n lines of a replica's log that are not INFO.
+func notable(log string, n int) string {
+	var out []string
+	for _, l := range strings.Split(log, "\n") {
+		if l != "" && !strings.Contains(l, "level=INFO") {
+			out = append(out, l)
+		}
 	}
-	return strings.Join(lines, "\n")
+	if len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return strings.Join(out, "\n")
+}
+
+// explain lists the changes to number, their events and their send jobs,
+// for a message that never came.
+func explain(dbURL, number string) string {
+	db, err := sql.Open("pgx", dbURL)
+	if err != nil {
+		return err.Error()
+	}
+	defer db.Close()
+	var b strings.Builder
+	dump := func(title, query string, args ...any) {
+		fmt.Fprintf(&b, "  %s:\n", title)
+		rows, err := db.Query(query, args...)
+		if err != nil {
+			fmt.Fprintf(&b, "    %v\n", err)
+			return
+		}
+		defer rows.Close()
+		cols, _ := rows.Columns()
+		for rows.Next() {
+			vals := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			_ = rows.Scan(ptrs...)
+			var parts []string
+			for i, c := range cols {
+				v := vals[i]
+				if bs, ok := v.([]byte); ok {
+					v = string(bs)
+				}
+				parts = append(parts, fmt.Sprintf("%s=%v", c, v))
+			}
+			fmt.Fprintf(&b, "    %s\n", strings.Join(parts, " "))
+		}
+	}
+	dump("phone_changes", `SELECT id, user_id, status, sends, attempts, cancel_reason, created_at, updated_at, closed_at, version
+		FROM phone_changes WHERE phone_number = $1`, number)
+	dump("phone_events", `SELECT e.at, e.kind, e.change_id, e.request_id, e.detail FROM phone_events e
+		WHERE e.change_id IN (SELECT id FROM phone_changes WHERE phone_number = $1) ORDER BY e.id`, number)
+	dump("river_job", `SELECT id, state, attempt, max_attempts, args, attempted_by, errors, created_at, attempted_at, finalized_at
+		FROM river_job WHERE args->>'change_id' IN (SELECT id FROM phone_changes WHERE phone_number = $1) ORDER BY id`, number)
+	return b.String()
 }
