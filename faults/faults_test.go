@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -65,7 +64,7 @@ func TestFaults(t *testing.T) {
 	started := time.Now()
 	s := &suite{t: t, stats: map[string]int{}, verified: map[string]vuser{}}
 	dbURL := s.database()
-	bin := buildBinary(t)
+	bin := testenv.BuildUserphone(t)
 
 	s.smtp = testservers.StartSMTP(t)
 	s.rcv = &receiver{secret: randomHex(32), byTo: map[string][]sms{}, byKey: map[string][]sms{}}
@@ -84,9 +83,9 @@ func TestFaults(t *testing.T) {
 
 	addrs := make([]string, replicas)
 	for i := range addrs {
-		addrs[i] = freeAddr(t)
+		addrs[i] = testenv.FreeAddr(t)
 	}
-	envs := append(withoutUserphoneVars(),
+	envs := append(testenv.Environ(nil),
 		"USERPHONE_DATA_DIR="+dataDir,
 		"USERPHONE_DATABASE_URL="+dbURL,
 		"USERPHONE_DATABASE_MAX_CONNS=8",
@@ -995,29 +994,6 @@ func waitPostgres(within time.Duration) bool {
 	return false
 }
 
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "userphone")
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		goTool = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
-	}
-	out, err := exec.Command(goTool, "build", "-o", bin, "../cmd/userphone").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func waitStatus(t *testing.T, url string, status int, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
@@ -1033,16 +1009,6 @@ func waitStatus(t *testing.T, url string, status int, within time.Duration) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Errorf("%s did not answer %d within %v (last %d)", url, status, within, last)
-}
-
-func withoutUserphoneVars() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "USERPHONE_") {
-			out = append(out, kv)
-		}
-	}
-	return out
 }
 
 func randomHex(n int) string {

@@ -27,10 +27,7 @@ func gate(t *testing.T, args ...string) (string, int) {
 	if err != nil {
 		testenv.Missing(t, "bash", err)
 	}
-	goCmd, err := exec.LookPath("go")
-	if err != nil {
-		testenv.Missing(t, "the go command (for go tool oasdiff)", err)
-	}
+	goCmd := testenv.GoCommand(t)
 	cmd := exec.Command(bash, append([]string{"breaking.sh"}, args...)...)
 	cmd.Env = append(os.Environ(), "GO="+goCmd)
 	out, err := cmd.CombinedOutput()

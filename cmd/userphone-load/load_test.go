@@ -6,16 +6,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,20 +25,20 @@ import (
 // generator's receiver and the limits off, and runs every scenario briefly.
 // It checks that the load generator works, not how fast anything is.
 func TestScenariosAgainstTheRealServer(t *testing.T) {
-	bin := buildServer(t)
+	bin := testenv.BuildUserphone(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
 	// A seeded database first, as for a real measurement.
 	var seedOut bytes.Buffer
 	if code := run(context.Background(), []string{"seed", "-data-dir", dataDir, "-users", "200", "-changes", "600"}, noEnv, &seedOut, &seedOut); code != 0 {
 		t.Fatalf("seed: exit %d\n%s", code, seedOut.String())
 	}
-	hook := freeAddr(t)
+	hook := testenv.FreeAddr(t)
 	secret := randomHex(32)
 	vars := map[string]string{"USERPHONE_DATA_DIR": dataDir, "USERPHONE_LOG_LEVEL": "warn"}
 	for _, kv := range serverSettings(webhookURL(hook), secret) {
 		vars[kv[0]] = kv[1]
 	}
-	base := startServer(t, bin, vars) + "/user/2021-2"
+	base := testenv.StartUserphone(t, bin, vars) + "/user/2021-2"
 
 	for _, tc := range []struct {
 		name     string
@@ -204,109 +200,4 @@ func TestMissingPartsAreNamed(t *testing.T) {
 			t.Errorf("exit %d: %s; want it to name %s", code, out.String(), want)
 		}
 	}
-}
-
-// buildServer builds cmd/userphone, like the SDK's test does.
-func buildServer(t *testing.T) string {
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		goTool = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
-		if _, err := os.Stat(goTool); err != nil {
-			testenv.Missing(t, "the go command, to build the server", err)
-		}
-	}
-	bin := filepath.Join(t.TempDir(), "userphone")
-	build := exec.Command(goTool, "build", "-o", bin, "./cmd/userphone")
-	build.Dir = filepath.Join("..", "..")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// startServer starts bin on a free loopback port with vars, waits until it
-// is ready, and stops it when the test ends; it fails the test if the
-// server logged an error.
-func startServer(t *testing.T, bin string, vars map[string]string) string {
-	addr := freeAddr(t)
-	cmd := exec.Command(bin, "serve")
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "USERPHONE_") {
-			env = append(env, kv)
-		}
-	}
-	env = append(env, "USERPHONE_ADDR="+addr)
-	for k, v := range vars {
-		env = append(env, k+"="+v)
-	}
-	cmd.Env = env
-	var log syncBuffer
-	cmd.Stdout, cmd.Stderr = &log, &log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(20 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-			t.Error("the server did not stop within 20 s of SIGTERM")
-		}
-		if t.Failed() || strings.Contains(log.String(), "level=ERROR") {
-			t.Errorf("server output:\n%s", log.String())
-		}
-	})
-	base := "http://" + addr
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("the server exited before it was ready: %v\n%s", err, log.String())
-		default:
-		}
-		resp, err := http.Get(base + "/health/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return base
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the server was not ready within 30 s: %v\n%s", err, log.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

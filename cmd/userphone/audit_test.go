@@ -14,10 +14,11 @@ import (
 	"github.com/pace/userphone"
 	"github.com/pace/userphone/auth"
 	"github.com/pace/userphone/internal/contract"
+	"github.com/pace/userphone/internal/testenv"
 )
 
 func TestAuditPrintsAUsersTrailWithoutSecrets(t *testing.T) {
-	addr, dir := freeAddr(t), t.TempDir()
+	addr, dir := testenv.FreeAddr(t), t.TempDir()
 	vars := map[string]string{"USERPHONE_ADDR": addr, "USERPHONE_DATA_DIR": dir}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)

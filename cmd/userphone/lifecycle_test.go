@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -39,7 +38,7 @@ func TestReadinessFollowsTheDatabase(t *testing.T) {
 	proxy := testservers.NewTCPProxy(t, u.Host)
 	u.Host = proxy.Addr
 
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	base := "http://" + addr
 	ctx, cancel := context.WithCancel(context.Background())
 	var logs testenv.SyncBuffer
@@ -95,17 +94,13 @@ func TestReadinessFollowsTheDatabase(t *testing.T) {
 // whole and on the spec), stops the workers, closes the database and
 // exits 0.
 func TestARequestInFlightDuringSIGTERMCompletes(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "userphone")
-	build := exec.Command(goTool(t), "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testenv.BuildUserphone(t)
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	base := "http://" + addr
 	cmd := exec.Command(bin, "serve")
 	// No metrics listener: its default port may be taken by a parallel test.
-	cmd.Env = append(withoutUserphoneVars(), "USERPHONE_ADDR="+addr, "USERPHONE_DATA_DIR="+dir, "USERPHONE_METRICS_ADDR=")
+	cmd.Env = append(testenv.Environ(nil), "USERPHONE_ADDR="+addr, "USERPHONE_DATA_DIR="+dir, "USERPHONE_METRICS_ADDR=")
 	var logs testenv.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -226,16 +221,4 @@ func waitStatus(t *testing.T, url string, status int, within time.Duration) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("%s did not answer %d within %v (last %d)", url, status, within, last)
-}
-
-// withoutUserphoneVars is the environment without a developer's USERPHONE_*
-// settings, which must not reach the server under test.
-func withoutUserphoneVars() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "USERPHONE_") {
-			out = append(out, kv)
-		}
-	}
-	return out
 }

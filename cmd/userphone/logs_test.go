@@ -25,7 +25,7 @@ import (
 // line holds a code, a link token, an e-mail link or a bearer token.
 func TestJSONLogsTraceEachRequestAndHoldNoSecret(t *testing.T) {
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	base := "http://" + addr + "/user/2021-2"
 	ctx, cancel := context.WithCancel(context.Background())
 	var logs testenv.SyncBuffer

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -147,7 +146,7 @@ func TestMigrateOnBothDatabases(t *testing.T) {
 }
 
 func TestServeStopsCleanlyWhenAsked(t *testing.T) {
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	var stderr testenv.SyncBuffer
@@ -192,15 +191,6 @@ func TestTheSecretIsMadeOnceAndKept(t *testing.T) {
 	if got, _ := loadSecret(cfg); !bytes.Equal(got, cfg.Secret) {
 		t.Fatal("USERPHONE_SECRET does not win over the file")
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func waitReady(t *testing.T, base string) {

@@ -44,7 +44,7 @@ func TestABadMetricsAddressStopsStartupWithOneLineNamingIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer taken.Close()
-	api := freeAddr(t)
+	api := testenv.FreeAddr(t)
 	for _, value := range []string{"9090", "127.0.0.1:http-alt", "127.0.0.1:70000", api, taken.Addr().String()} {
 		t.Run(value, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -68,7 +68,7 @@ func TestServeServesMetricsAndPprofOnTheirOwnListener(t *testing.T) {
 	for _, d := range storetest.Dialects {
 		t.Run(string(d), func(t *testing.T) {
 			cfg := storetest.Config(t, d)
-			addr, metricsAddr := freeAddr(t), freeAddr(t)
+			addr, metricsAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
 			ctx, cancel := context.WithCancel(context.Background())
 			var logs testenv.SyncBuffer
 			done := make(chan int, 1)

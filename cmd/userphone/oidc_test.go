@@ -21,7 +21,7 @@ import (
 // tokens do not, and `userphone token` declines.
 func TestServeAgainstALocalOIDCIssuer(t *testing.T) {
 	iss := authtest.NewIssuer(t)
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	dir := t.TempDir()
 	vars := map[string]string{
 		"USERPHONE_ADDR": addr, "USERPHONE_DATA_DIR": dir,

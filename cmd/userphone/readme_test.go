@@ -24,12 +24,8 @@ func TestREADMEWalkthrough(t *testing.T) {
 	}
 	script := walkthrough(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "userphone")
-	build := exec.Command(goTool(t), "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	addr := freeAddr(t)
+	bin := testenv.BuildUserphone(t)
+	addr := testenv.FreeAddr(t)
 	script = strings.ReplaceAll(script, "go run ./cmd/userphone", bin)
 	script = strings.ReplaceAll(script, "127.0.0.1:8080", addr)
 
@@ -88,15 +84,4 @@ func walkthrough(t *testing.T) string {
 		t.Fatal("README's walk-through has no sh block")
 	}
 	return s[start+6 : start+6+end]
-}
-
-func goTool(t *testing.T) string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	p := filepath.Join(os.Getenv("GOROOT"), "bin", "go")
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("cannot find the go command to build the binary: %v", err)
-	}
-	return p
 }

@@ -37,11 +37,8 @@ func TestVersionOfABuiltBinaryNamesItsCommit(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join("..", "..", ".git")); err == nil && !fi.IsDir() {
 		t.Skip("a git worktree (.git is a file): go build stamps no VCS information there")
 	}
-	bin := filepath.Join(t.TempDir(), "userphone")
 	// -buildvcs=true: some machines set GOFLAGS=-buildvcs=false.
-	if out, err := exec.Command(goTool(t), "build", "-buildvcs=true", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testenv.BuildUserphone(t, "-buildvcs=true")
 	out, err := exec.Command(bin, "version").Output()
 	if err != nil {
 		t.Fatal(err)

@@ -24,7 +24,7 @@ import (
 // checks request and answer against openapi/userphone.yaml on the way.
 type prismProxy struct {
 	url string // Prism serves the spec's paths without the base path
-	log *syncBuffer
+	log *testenv.SyncBuffer
 }
 
 // startPrism starts Prism in front of upstream (the server's API base URL)
@@ -35,13 +35,13 @@ func startPrism(t *testing.T, sdkDir, upstream string) *prismProxy {
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("Prism is not installed: %v (npm ci in sdk/typescript installs it)", err)
 	}
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	host, port, _ := strings.Cut(addr, ":")
 	spec := filepath.Join(sdkDir, "..", "..", "openapi", "userphone.yaml")
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, "proxy", spec, upstream, "--host", host, "--port", port)
-	cmd.Env = cleanEnv(nil)
-	p := &prismProxy{url: "http://" + addr, log: &syncBuffer{}}
+	cmd.Env = testenv.Environ(nil)
+	p := &prismProxy{url: "http://" + addr, log: &testenv.SyncBuffer{}}
 	cmd.Stdout, cmd.Stderr = p.log, p.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }

@@ -12,13 +12,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io/fs"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -39,21 +36,14 @@ func TestTypeScriptSDKRunsTheWholeFlow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	repoRoot := filepath.Join(sdkDir, "..", "..")
 	tmp := t.TempDir()
 
 	step(t, "npm ci", func() { npmCI(t, sdkDir) })
 	step(t, "npm run build", func() { npm(t, sdkDir, 2*time.Minute, nil, "run", "build") })
 	step(t, "npm run generate reproduces "+schemaFile, func() { checkGenerated(t, sdkDir, tmp) })
 
-	bin := filepath.Join(tmp, "userphone")
-	step(t, "go build ./cmd/userphone", func() {
-		build := exec.Command(goTool(t), "build", "-o", bin, "./cmd/userphone")
-		build.Dir = repoRoot
-		if out, err := build.CombinedOutput(); err != nil {
-			t.Fatalf("go build: %v\n%s", err, out)
-		}
-	})
+	var bin string
+	step(t, "go build ./cmd/userphone", func() { bin = testenv.BuildUserphone(t) })
 
 	// Straight against a server, and through a Prism proxy in front of
 	// another; each server has its own data, so the limits per number
@@ -67,7 +57,9 @@ func TestTypeScriptSDKRunsTheWholeFlow(t *testing.T) {
 			t.Parallel()
 			dataDir := filepath.Join(t.TempDir(), "data")
 			var base string
-			step(t, "start the server", func() { base = startServer(t, bin, dataDir) + "/user/2021-2" })
+			step(t, "start the server", func() {
+				base = testenv.StartUserphone(t, bin, map[string]string{"USERPHONE_DATA_DIR": dataDir}) + "/user/2021-2"
+			})
 			var prism *prismProxy
 			if viaPrism {
 				step(t, "start Prism", func() { prism = startPrism(t, sdkDir, base) })
@@ -176,8 +168,8 @@ func npm(t *testing.T, dir string, timeout time.Duration, vars map[string]string
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "npm", args...)
 	cmd.Dir = dir
-	cmd.Env = cleanEnv(vars)
-	var out syncBuffer
+	cmd.Env = testenv.Environ(vars)
+	var out testenv.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	// npm starts node, which starts a process per test file: on a timeout
 	// the whole group goes, and Wait does not hang on their pipes.
@@ -194,112 +186,4 @@ func npm(t *testing.T, dir string, timeout time.Duration, vars map[string]string
 	if err != nil {
 		t.Fatalf("npm %s: %v", strings.Join(args, " "), err)
 	}
-}
-
-// startServer starts bin on a free loopback port with SQLite in dataDir,
-// waits until it is ready, and stops it when the test ends. Its output is
-// shown if the test fails, or if it logged an error.
-func startServer(t *testing.T, bin, dataDir string) string {
-	addr := freeAddr(t)
-	cmd := exec.Command(bin, "serve")
-	// The metrics listener is off: its default port may be taken, and
-	// servers of parallel tests would share it.
-	cmd.Env = cleanEnv(map[string]string{"USERPHONE_ADDR": addr, "USERPHONE_DATA_DIR": dataDir, "USERPHONE_METRICS_ADDR": ""})
-	var log syncBuffer
-	cmd.Stdout, cmd.Stderr = &log, &log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(20 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-			t.Error("the server did not stop within 20 s of SIGTERM")
-		}
-		if t.Failed() {
-			t.Logf("server output:\n%s", log.String())
-		} else if strings.Contains(log.String(), "level=ERROR") {
-			t.Errorf("the server logged errors:\n%s", log.String())
-		}
-	})
-
-	base := "http://" + addr
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		select {
-		case err := <-exited:
-			exited <- err // for the cleanup
-			t.Fatalf("the server exited before it was ready: %v", err)
-		default:
-		}
-		resp, err := http.Get(base + "/health/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return base
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the server was not ready within 60 s: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func cleanEnv(vars map[string]string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "USERPHONE_") {
-			env = append(env, kv)
-		}
-	}
-	for k, v := range vars {
-		env = append(env, k+"="+v)
-	}
-	return env
-}
-
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func goTool(t *testing.T) string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	p := filepath.Join(os.Getenv("GOROOT"), "bin", "go")
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("cannot find the go command to build the server: %v", err)
-	}
-	return p
-}
-
-// syncBuffer is a bytes.Buffer that a process's stdout and stderr, and
-// the test, can use at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
