@@ -1,16 +1,13 @@
 package flow_test
 
 import (
-	"bytes"
 	"context"
 	"slices"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/pace/userphone"
 	"github.com/pace/userphone/flow"
-	"github.com/pace/userphone/jobs"
 	"github.com/pace/userphone/store/storetest"
 )
 
@@ -78,32 +75,9 @@ func TestTheObserverHearsOnlyCommittedSteps(t *testing.T) {
 			st := &conflicting{Store: base}
 			obs := &steps{}
 			sent := &recorder{}
-			queue, err := jobs.New(base, jobs.Config{Workers: 1, PollInterval: 10 * time.Millisecond})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := queue.Migrate(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			svc, err := flow.New(st, queue, flow.Config{
-				ProcessTTL: 24 * time.Hour, ResendCooldown: time.Minute, MaxCodeAttempts: 5,
-				Secret: bytes.Repeat([]byte{1}, 32), ConfirmURL: "http://userphone.test/confirm",
-				Limits: flow.Limits{SMSPerHour: 1}, Observer: obs,
-			}, nil, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := queue.Start(context.Background(), svc, sent); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { queue.Stop(context.Background()) })
-			sent.settle = func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-				defer cancel()
-				if err := queue.WaitIdle(ctx); err != nil {
-					t.Fatalf("queue did not settle: %v", err)
-				}
-			}
+			svc := newService(t, base, st, sent, nil, func(cfg *flow.Config) {
+				cfg.Limits, cfg.Observer = flow.Limits{SMSPerHour: 1}, obs
+			})
 			ctx := context.Background()
 			alice := userphone.Identity{Subject: "alice", Email: "alice@example.com"}
 

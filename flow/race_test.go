@@ -95,8 +95,9 @@ func (r *recorder) count() int {
 }
 
 // newService runs the flow on st (base, possibly wrapped) with a real job
-// queue on base that delivers to sent.
-func newService(t *testing.T, base *store.Store, st userphone.Store, sent *recorder, now func() time.Time) *flow.Service {
+// queue on base that delivers to sent; configure changes the flow's
+// settings from the tests' defaults.
+func newService(t *testing.T, base *store.Store, st userphone.Store, sent *recorder, now func() time.Time, configure ...func(*flow.Config)) *flow.Service {
 	queue, err := jobs.New(base, jobs.Config{Workers: 2, PollInterval: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -104,10 +105,14 @@ func newService(t *testing.T, base *store.Store, st userphone.Store, sent *recor
 	if err := queue.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	svc, err := flow.New(st, queue, flow.Config{
+	cfg := flow.Config{
 		ProcessTTL: 24 * time.Hour, ResendCooldown: time.Minute, MaxCodeAttempts: 5,
 		Secret: bytes.Repeat([]byte{1}, 32), ConfirmURL: "http://userphone.test/confirm",
-	}, nil, now)
+	}
+	for _, f := range configure {
+		f(&cfg)
+	}
+	svc, err := flow.New(st, queue, cfg, nil, now)
 	if err != nil {
 		t.Fatal(err)
 	}
