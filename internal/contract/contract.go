@@ -75,12 +75,24 @@ func load(t testing.TB) *spec_ {
 // but when it fails it must still answer a JSON:API error document.
 // The (operation, status) pair is recorded in Seen.
 func Check(t testing.TB, req *http.Request, reqBody []byte, status int, header http.Header, body []byte) error {
+	return check(t, false, req, reqBody, status, header, body)
+}
+
+// CheckOperation is Check for a request that must be one of the spec's
+// operations: one that matches none is an error.
+func CheckOperation(t testing.TB, req *http.Request, reqBody []byte, status int, header http.Header, body []byte) error {
+	return check(t, true, req, reqBody, status, header, body)
+}
+
+func check(t testing.TB, operationOnly bool, req *http.Request, reqBody []byte, status int, header http.Header, body []byte) error {
 	s := load(t)
 	route, params, err := s.router.FindRoute(req)
-	if err != nil {
-		if status < 400 {
-			return nil
-		}
+	switch {
+	case err != nil && operationOnly:
+		return fmt.Errorf("not an operation of the spec: %w", err)
+	case err != nil && status < 400:
+		return nil
+	case err != nil:
 		return CheckErrorDocument(t, header.Get("Content-Type"), body)
 	}
 	Seen.add(route.Operation.OperationID, status)
