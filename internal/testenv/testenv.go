@@ -1,6 +1,7 @@
 // Package testenv owns how tests treat parts of the machine they need
 // (PostgreSQL, Chromium): skip with a reason when a part is missing, or fail
-// when USERPHONE_TEST_STRICT=1 says the run must use every part.
+// when USERPHONE_TEST_STRICT=1 says the run must use every part; and how
+// tests build and run the userphone binary as a process (process.go).
 package testenv
 
 import (
