@@ -20,6 +20,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -30,6 +31,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/pace/userphone"
+	"github.com/pace/userphone/internal/logs"
 	"github.com/pace/userphone/phone"
 )
 
@@ -45,18 +47,21 @@ type Outbox struct {
 var _ userphone.Sender = (*Outbox)(nil)
 
 // NewOutbox appends to path (creating the file 0600 and its directory if
-// needed). A nil log uses slog.Default().
+// needed). A nil log discards.
 func NewOutbox(path string, log *slog.Logger) *Outbox {
-	if log == nil {
-		log = slog.Default()
-	}
+	log = logs.OrDiscard(log)
 	return &Outbox{path: path, log: log}
 }
 
 // Path returns the file the outbox appends to.
 func (o *Outbox) Path() string { return o.path }
 
-type line struct {
+// OutboxFile is the outbox's file name in the data directory.
+const OutboxFile = "outbox.jsonl"
+
+// OutboxLine is one message in the outbox file, as developers, tests and
+// the load generator read it.
+type OutboxLine struct {
 	Time    string            `json:"time"`
 	Channel userphone.Channel `json:"channel"`
 	To      string            `json:"to"`
@@ -83,7 +88,7 @@ func (o *Outbox) Send(ctx context.Context, m userphone.Message) error {
 	enc := json.NewEncoder(&buf)
 	// Links stay copyable from the file: "&" instead of "\u0026".
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(line{
+	if err := enc.Encode(OutboxLine{
 		Time:    time.Now().UTC().Format(time.RFC3339Nano),
 		Channel: m.Channel,
 		To:      m.To,
@@ -123,6 +128,27 @@ func (o *Outbox) write(b []byte) error {
 		return fmt.Errorf("delivery: close outbox: %w", err)
 	}
 	return nil
+}
+
+// ReadOutbox returns the messages in the outbox file at path, oldest
+// first; none when there is no file yet.
+func ReadOutbox(path string) ([]OutboxLine, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []OutboxLine
+	for l := range bytes.Lines(b) {
+		var m OutboxLine
+		if err := json.Unmarshal(l, &m); err != nil {
+			return out, fmt.Errorf("outbox line %q: %w", l, err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
 }
 
 // maskRecipient keeps enough of the address for a developer to tell

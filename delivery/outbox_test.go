@@ -123,7 +123,7 @@ func TestSendConcurrentLinesStayWhole(t *testing.T) {
 	sc.Buffer(nil, 1<<20)
 	kinds := map[string]bool{}
 	for sc.Scan() {
-		var l line
+		var l OutboxLine
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
 			t.Fatalf("broken line: %v", err)
 		}

@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -21,6 +22,7 @@ import (
 	gomail "github.com/wneessen/go-mail"
 
 	"github.com/pace/userphone"
+	"github.com/pace/userphone/internal/logs"
 )
 
 // SMTP defaults.
@@ -108,21 +110,44 @@ type SMTP struct {
 var _ userphone.Sender = (*SMTP)(nil)
 
 // NewSMTP checks cfg and returns a sender; it does not connect. A nil log
-// uses slog.Default(). Errors are one sentence each and never include the
+// discards. Errors are one sentence each and never include the
 // password.
 func NewSMTP(cfg SMTPConfig, log *slog.Logger) (*SMTP, error) {
-	if log == nil {
-		log = slog.Default()
+	s := &SMTP{log: logs.OrDiscard(log), timeout: cmp.Or(cfg.Timeout, DefaultSMTPTimeout)}
+	if s.timeout < 0 {
+		return nil, fmt.Errorf("SMTP timeout %s is negative", cfg.Timeout)
 	}
-	if strings.TrimSpace(cfg.URL) == "" {
-		return nil, errors.New("SMTP URL is empty; use smtp://[user:password@]host[:port] or smtps://…")
+	if err := s.useServerURL(cfg.URL); err != nil {
+		return nil, err
 	}
-	u, err := url.Parse(cfg.URL)
+	if err := s.useFrom(cfg.From); err != nil {
+		return nil, err
+	}
+	if err := s.useTLSPolicy(cfg.TLSPolicy); err != nil {
+		return nil, err
+	}
+	s.tlsConfig = tlsConfigFor(s.host, cfg.TLSConfig)
+	// Build one client now, so that a setting go-mail refuses fails at
+	// start-up rather than at the first message.
+	_, release, err := s.client(context.Background())
+	release()
+	if err != nil {
+		return nil, fmt.Errorf("SMTP settings are not usable: %v", err)
+	}
+	return s, nil
+}
+
+// useServerURL takes the server, port, implicit TLS and credentials from
+// an smtp:// or smtps:// URL.
+func (s *SMTP) useServerURL(raw string) error {
+	if strings.TrimSpace(raw) == "" {
+		return errors.New("SMTP URL is empty; use smtp://[user:password@]host[:port] or smtps://…")
+	}
+	u, err := url.Parse(raw)
 	if err != nil {
 		// url.Parse's error quotes the URL, password and all.
-		return nil, errors.New("SMTP URL is not a valid URL; use smtp://[user:password@]host[:port] or smtps://…, with special characters in user and password percent-encoded")
+		return errors.New("SMTP URL is not a valid URL; use smtp://[user:password@]host[:port] or smtps://…, with special characters in user and password percent-encoded")
 	}
-	s := &SMTP{log: log, timeout: cfg.Timeout}
 	switch strings.ToLower(u.Scheme) {
 	case "smtp":
 		s.port = DefaultSMTPPort
@@ -130,41 +155,56 @@ func NewSMTP(cfg SMTPConfig, log *slog.Logger) (*SMTP, error) {
 		s.implicitTLS = true
 		s.port = DefaultSMTPSPort
 	default:
-		return nil, fmt.Errorf("SMTP URL scheme %q is not supported; use smtp:// (STARTTLS) or smtps:// (implicit TLS)", u.Scheme)
+		return fmt.Errorf("SMTP URL scheme %q is not supported; use smtp:// (STARTTLS) or smtps:// (implicit TLS)", u.Scheme)
 	}
 	if u.Opaque != "" || u.Host == "" || u.Hostname() == "" {
-		return nil, errors.New("SMTP URL has no host; use smtp://[user:password@]host[:port]")
+		return errors.New("SMTP URL has no host; use smtp://[user:password@]host[:port]")
 	}
 	s.host = u.Hostname()
 	if p := u.Port(); p != "" {
 		n, err := strconv.Atoi(p)
 		if err != nil || n < 1 || n > 65535 {
-			return nil, fmt.Errorf("SMTP URL port %q is not a number from 1 to 65535", p)
+			return fmt.Errorf("SMTP URL port %q is not a number from 1 to 65535", p)
 		}
 		s.port = n
 	}
 	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-		return nil, errors.New("SMTP URL has a path, query or fragment, which mean nothing here; use smtp://[user:password@]host[:port]")
+		return errors.New("SMTP URL has a path, query or fragment, which mean nothing here; use smtp://[user:password@]host[:port]")
 	}
-	if u.User != nil {
-		s.user = u.User.Username()
-		s.pass, _ = u.User.Password()
-		if s.user == "" {
-			return nil, errors.New("SMTP URL has a password but no user name")
-		}
-		if s.pass == "" {
-			return nil, errors.New("SMTP URL has a user name but no password")
-		}
-	}
+	return s.useCredentials(u.User)
+}
 
-	from, err := mail.ParseAddress(cfg.From)
+// useCredentials takes both a user name and a password, or neither.
+func (s *SMTP) useCredentials(user *url.Userinfo) error {
+	if user == nil {
+		return nil
+	}
+	s.user = user.Username()
+	s.pass, _ = user.Password()
+	if s.user == "" {
+		return errors.New("SMTP URL has a password but no user name")
+	}
+	if s.pass == "" {
+		return errors.New("SMTP URL has a user name but no password")
+	}
+	return nil
+}
+
+// useFrom takes the sender's address, and its domain for Message-IDs.
+func (s *SMTP) useFrom(raw string) error {
+	from, err := mail.ParseAddress(raw)
 	if err != nil {
-		return nil, fmt.Errorf("SMTP From %q is not an e-mail address like noreply@example.com or \"Example <noreply@example.com>\"", cfg.From)
+		return fmt.Errorf("SMTP From %q is not an e-mail address like noreply@example.com or \"Example <noreply@example.com>\"", raw)
 	}
 	s.from = from.String()
 	s.fromDomain = from.Address[strings.LastIndexByte(from.Address, '@')+1:]
+	return nil
+}
 
-	s.policyName = strings.ToLower(strings.TrimSpace(cfg.TLSPolicy))
+// useTLSPolicy takes the STARTTLS policy, or picks the default for the
+// host (see SMTPConfig.TLSPolicy).
+func (s *SMTP) useTLSPolicy(raw string) error {
+	s.policyName = strings.ToLower(strings.TrimSpace(raw))
 	switch s.policyName {
 	case "":
 		s.policyName = TLSMandatory
@@ -174,43 +214,33 @@ func NewSMTP(cfg SMTPConfig, log *slog.Logger) (*SMTP, error) {
 	case TLSMandatory, TLSOpportunistic:
 	case TLSNone:
 		if s.implicitTLS {
-			return nil, errors.New(`SMTP TLS policy "none" contradicts smtps://, which always uses TLS; use smtp:// for a server without TLS`)
+			return errors.New(`SMTP TLS policy "none" contradicts smtps://, which always uses TLS; use smtp:// for a server without TLS`)
 		}
 	default:
-		return nil, fmt.Errorf(`SMTP TLS policy %q is unknown; use "mandatory", "opportunistic" or "none"`, cfg.TLSPolicy)
+		return fmt.Errorf(`SMTP TLS policy %q is unknown; use "mandatory", "opportunistic" or "none"`, raw)
 	}
 	s.policy = map[string]gomail.TLSPolicy{
 		TLSMandatory:     gomail.TLSMandatory,
 		TLSOpportunistic: gomail.TLSOpportunistic,
 		TLSNone:          gomail.NoTLS,
 	}[s.policyName]
+	return nil
+}
 
-	if s.timeout < 0 {
-		return nil, fmt.Errorf("SMTP timeout %s is negative", cfg.Timeout)
+// tlsConfigFor is the caller's TLS settings, if any, checking the host's
+// certificate and refusing anything older than TLS 1.2.
+func tlsConfigFor(host string, given *tls.Config) *tls.Config {
+	c := &tls.Config{}
+	if given != nil {
+		c = given.Clone()
 	}
-	if s.timeout == 0 {
-		s.timeout = DefaultSMTPTimeout
+	if c.ServerName == "" {
+		c.ServerName = host
 	}
-
-	s.tlsConfig = &tls.Config{}
-	if cfg.TLSConfig != nil {
-		s.tlsConfig = cfg.TLSConfig.Clone()
+	if c.MinVersion == 0 {
+		c.MinVersion = tls.VersionTLS12
 	}
-	if s.tlsConfig.ServerName == "" {
-		s.tlsConfig.ServerName = s.host
-	}
-	if s.tlsConfig.MinVersion == 0 {
-		s.tlsConfig.MinVersion = tls.VersionTLS12
-	}
-
-	// Build one client now, so that a setting go-mail refuses fails at
-	// start-up rather than at the first message.
-	_, release, err := s.client(context.Background())
-	release()
-	if err != nil {
-		return nil, fmt.Errorf("SMTP settings are not usable: %v", err)
-	}
-	return s, nil
+	return c
 }
 
 // String describes the server for start-up logs, without the password:

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pace/userphone"
+	"github.com/pace/userphone/internal/logs"
 	"github.com/pace/userphone/phone"
 )
 
@@ -86,12 +87,10 @@ var (
 )
 
 // NewTwilio checks cfg and returns a sender; it sends nothing. A nil log
-// uses slog.Default(). Errors are one sentence each and never include the
+// discards. Errors are one sentence each and never include the
 // auth token.
 func NewTwilio(cfg TwilioConfig, log *slog.Logger) (*Twilio, error) {
-	if log == nil {
-		log = slog.Default()
-	}
+	log = logs.OrDiscard(log)
 	if !accountSIDPattern.MatchString(cfg.AccountSID) {
 		return nil, fmt.Errorf("Twilio account SID %q is not \"AC\" followed by 32 hex digits, as the Twilio console shows it", cfg.AccountSID)
 	}
@@ -193,25 +192,10 @@ func (t *Twilio) Send(ctx context.Context, m userphone.Message) error {
 		return err
 	}
 	masked := phone.Mask(m.To)
-	form := url.Values{"To": {m.To}, "Body": {m.Text}}
-	if t.messagingServiceSID != "" {
-		form.Set("MessagingServiceSid", t.messagingServiceSID)
-	} else {
-		form.Set("From", t.from)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.endpoint, strings.NewReader(form.Encode()))
+	req, err := t.newMessageRequest(ctx, m)
 	if err != nil {
-		return fmt.Errorf("delivery: twilio: %w", err)
+		return err
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "userphone")
-	if m.IdempotencyKey != "" {
-		// Twilio ignores it; a proxy in between may deduplicate by it.
-		req.Header.Set("Idempotency-Key", m.IdempotencyKey)
-	}
-	req.SetBasicAuth(t.accountSID, t.authToken)
-
 	attrs := []any{"channel", m.Channel, "kind", m.Kind, "to", masked, "provider", "twilio"}
 	start := time.Now()
 	resp, err := t.client.Do(req)
@@ -226,30 +210,63 @@ func (t *Twilio) Send(ctx context.Context, m userphone.Message) error {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseBytes)) // let the connection be reused
 	resp.Body.Close()
 	attrs = append(attrs, "http_status", resp.StatusCode, "duration", time.Since(start).Round(time.Millisecond))
-
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		// Twilio has taken the message, even if we cannot read what it
-		// says about it: retrying would send the code twice.
-		var created struct {
-			SID    string `json:"sid"`
-			Status string `json:"status"`
-		}
-		if readErr != nil || json.Unmarshal(body, &created) != nil || created.SID == "" {
-			t.log.WarnContext(ctx, "SMS accepted, but Twilio's answer has no message SID", attrs...)
-			return nil
-		}
-		t.log.InfoContext(ctx, "SMS sent", append(attrs, "sid", created.SID, "status", created.Status)...)
+		t.logAccepted(ctx, body, readErr, attrs)
 		return nil
 	}
-
 	var te twilioError
 	_ = json.Unmarshal(body, &te) // a proxy's error page is not JSON; the status still counts
+	sendErr := &sendError{msg: twilioFailure(resp, te, m.To, masked), permanent: twilioPermanent(resp.StatusCode, te.Code)}
+	t.log.WarnContext(ctx, "SMS not sent", append(attrs, "twilio_code", te.Code, "permanent", sendErr.permanent, "error", sendErr.msg)...)
+	return sendErr
+}
+
+// newMessageRequest is the Messages API's create request for m.
+func (t *Twilio) newMessageRequest(ctx context.Context, m userphone.Message) (*http.Request, error) {
+	form := url.Values{"To": {m.To}, "Body": {m.Text}}
+	if t.messagingServiceSID != "" {
+		form.Set("MessagingServiceSid", t.messagingServiceSID)
+	} else {
+		form.Set("From", t.from)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, fmt.Errorf("delivery: twilio: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "userphone")
+	if m.IdempotencyKey != "" {
+		// Twilio ignores it; a proxy in between may deduplicate by it.
+		req.Header.Set("Idempotency-Key", m.IdempotencyKey)
+	}
+	req.SetBasicAuth(t.accountSID, t.authToken)
+	return req, nil
+}
+
+// logAccepted logs a 2xx answer. Twilio has taken the message even if we
+// cannot read what it says about it: retrying would send the code twice.
+func (t *Twilio) logAccepted(ctx context.Context, body []byte, readErr error, attrs []any) {
+	var created struct {
+		SID    string `json:"sid"`
+		Status string `json:"status"`
+	}
+	if readErr != nil || json.Unmarshal(body, &created) != nil || created.SID == "" {
+		t.log.WarnContext(ctx, "SMS accepted, but Twilio's answer has no message SID", attrs...)
+		return
+	}
+	t.log.InfoContext(ctx, "SMS sent", append(attrs, "sid", created.SID, "status", created.Status)...)
+}
+
+// twilioFailure describes a refused request in one line, without the
+// number or the text.
+func twilioFailure(resp *http.Response, te twilioError, to, masked string) string {
 	msg := fmt.Sprintf("delivery: twilio: HTTP %d", resp.StatusCode)
 	if te.Code != 0 {
 		msg += fmt.Sprintf(", Twilio error %d", te.Code)
 	}
 	if te.Message != "" {
-		msg += ": " + truncate(redact(te.Message, m.To, masked), 300)
+		msg += ": " + truncate(redact(te.Message, to, masked), 300)
 	}
 	if te.MoreInfo != "" {
 		msg += " (" + truncate(te.MoreInfo, 200) + ")"
@@ -259,9 +276,7 @@ func (t *Twilio) Send(ctx context.Context, m userphone.Message) error {
 			msg += ", retry after " + ra + " s"
 		}
 	}
-	sendErr := &sendError{msg: msg, permanent: twilioPermanent(resp.StatusCode, te.Code)}
-	t.log.WarnContext(ctx, "SMS not sent", append(attrs, "twilio_code", te.Code, "permanent", sendErr.permanent, "error", msg)...)
-	return sendErr
+	return msg
 }
 
 // String describes the sender for start-up logs, without the auth token:

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/pace/userphone"
+	"github.com/pace/userphone/internal/logs"
 	"github.com/pace/userphone/phone"
 )
 
@@ -108,12 +109,10 @@ type Webhook struct {
 var _ userphone.Sender = (*Webhook)(nil)
 
 // NewWebhook checks cfg and returns a sender; it sends nothing. A nil log
-// uses slog.Default(). Errors are one sentence each and never include the
+// discards. Errors are one sentence each and never include the
 // secret.
 func NewWebhook(cfg WebhookConfig, log *slog.Logger) (*Webhook, error) {
-	if log == nil {
-		log = slog.Default()
-	}
+	log = logs.OrDiscard(log)
 	if cfg.URL == "" {
 		return nil, errors.New("SMS webhook URL is empty")
 	}
