@@ -7,15 +7,15 @@ import (
 )
 
 // ErrorCode is one of the stable error codes that the spec documents in its
-// ErrorCode schema. Clients branch on it, so a code is never renamed.
+// ErrorCode schema. Clients branch on it, so a code is never renamed. These
+// are the codes the domain answers with; the HTTP layer adds its own (a
+// body too large, an unknown route, …) from the spec.
 type ErrorCode string
 
 const (
 	CodeUnauthorized             ErrorCode = "unauthorized"
 	CodeMissingLinkedIdentity    ErrorCode = "missing-linked-identity"
 	CodeInsufficientScope        ErrorCode = "insufficient-scope"
-	CodeInvalidRequest           ErrorCode = "invalid-request"
-	CodeUnsupportedMediaType     ErrorCode = "unsupported-media-type"
 	CodeInvalidPhoneNumber       ErrorCode = "invalid-phone-number"
 	CodePhoneNumberNotAllowed    ErrorCode = "phone-number-not-allowed"
 	CodeEmailRequired            ErrorCode = "email-required"
@@ -25,12 +25,17 @@ const (
 	CodeInvalidCode              ErrorCode = "invalid-code"
 	CodeTooManyAttempts          ErrorCode = "too-many-attempts"
 	CodeRateLimited              ErrorCode = "rate-limited"
-	CodeNotFound                 ErrorCode = "not-found"
-	CodeMethodNotAllowed         ErrorCode = "method-not-allowed"
-	CodeRequestTooLarge          ErrorCode = "request-too-large"
-	CodeCrossSiteRequest         ErrorCode = "cross-site-request"
 	CodeInternal                 ErrorCode = "internal-error"
 	CodeServiceUnavailable       ErrorCode = "service-unavailable"
+)
+
+// Field names an input of a domain operation that an error is about. The
+// HTTP layer knows where each one sits in a request.
+type Field string
+
+const (
+	// FieldPhoneNumber is the number a user asks for.
+	FieldPhoneNumber Field = "phoneNumber"
 )
 
 // Error is an error the caller can act on. Its Detail is shown to the
@@ -39,10 +44,8 @@ const (
 type Error struct {
 	Code   ErrorCode
 	Detail string
-	// Pointer is a JSON pointer (RFC 6901) into the request body.
-	Pointer string
-	// Parameter names the offending query parameter or header.
-	Parameter string
+	// Field is the input at fault, if one is.
+	Field Field
 	// RemainingAttempts is set with CodeInvalidCode.
 	RemainingAttempts *int
 	// RetryAfter is set with CodeRateLimited, CodeTooManyAttempts and

@@ -5,5 +5,4 @@ package userphone
 
 //go:generate go tool oapi-codegen -config openapi/models.cfg.yaml openapi/userphone.yaml
 //go:generate go tool oapi-codegen -config openapi/server.cfg.yaml openapi/userphone.yaml
-//go:generate go tool oapi-codegen -config openapi/spec.cfg.yaml openapi/userphone.yaml
 //go:generate go tool oapi-codegen -config openapi/client.cfg.yaml openapi/userphone.yaml

@@ -210,13 +210,6 @@ type tokenVerifier struct {
 	key    keyFunc
 }
 
-func discardIfNil(log *slog.Logger) *slog.Logger {
-	if log == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return log
-}
-
 func (v *tokenVerifier) Verify(ctx context.Context, rawToken string) (userphone.Identity, error) {
 	id, err := v.verify(ctx, rawToken)
 	if err == nil {

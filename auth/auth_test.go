@@ -85,7 +85,7 @@ func wantUnauthorized(t *testing.T, v Verifier, raw, detailPart string) {
 			t.Errorf("error %q contains part of the token", err)
 		}
 	}
-	if piece := tokenPiece(raw, err.Error()); piece != "" {
+	if piece := TokenPiece(raw, err.Error()); piece != "" {
 		t.Errorf("error %q contains %q from the token", err, piece)
 	}
 }
@@ -93,8 +93,11 @@ func wantUnauthorized(t *testing.T, v Verifier, raw, detailPart string) {
 // invalidDetail is the one detail of every signature-type failure.
 const invalidDetail = "The bearer token is invalid."
 
-// tokenPiece returns an 8-character piece of raw that s contains, or "".
-func tokenPiece(raw, s string) string {
+// TokenPiece returns an 8-character piece of raw that s contains, or "":
+// the check that an error or log line quotes no token. It is exported to
+// the external tests (oidc_test.go), which cannot take it from authtest:
+// authtest imports auth, so these internal tests cannot import authtest.
+func TokenPiece(raw, s string) string {
 	for i := 0; i+8 <= len(raw); i++ {
 		if strings.Contains(s, raw[i:i+8]) {
 			return raw[i : i+8]

@@ -19,6 +19,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwt"
 
 	"github.com/pace/userphone"
+	"github.com/pace/userphone/internal/logs"
 )
 
 const devKeyFile = "dev-signing-key.json"
@@ -202,7 +203,7 @@ func (k *DevKeys) Mint(id userphone.Identity, ttl time.Duration, now time.Time) 
 // rejections at debug level and may be nil; clock may be nil (time.Now).
 func (k *DevKeys) Verifier(policy Policy, log *slog.Logger, clock func() time.Time) Verifier {
 	policy.Issuer, policy.Audience = DevIssuer, DevAudience
-	v := &tokenVerifier{policy: policy, log: discardIfNil(log), clock: clock}
+	v := &tokenVerifier{policy: policy, log: logs.OrDiscard(log), clock: clock}
 	jk, _ := k.public.Key(0)
 	public, err := newPublicKey(jk)
 	if err != nil { // not reached: parseDevKey made an Ed25519 key for EdDSA

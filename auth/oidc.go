@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -20,6 +21,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/pace/userphone"
+	"github.com/pace/userphone/internal/logs"
 )
 
 const (
@@ -93,10 +95,8 @@ func NewOIDC(cfg OIDCConfig) (*OIDC, error) {
 	if cfg.Issuer == "" {
 		return nil, errors.New("oidc: an issuer is required")
 	}
-	u, err := url.Parse(cfg.Issuer)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" ||
-		u.User != nil || u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(cfg.Issuer, "?") || strings.HasSuffix(cfg.Issuer, "#") {
-		return nil, fmt.Errorf("oidc: issuer %q must be an http or https URL without user, query or fragment", cfg.Issuer)
+	if err := CheckIssuerURL(cfg.Issuer); err != nil {
+		return nil, fmt.Errorf("oidc: issuer %w", err)
 	}
 	if cfg.Audience == "" {
 		return nil, errors.New("oidc: an audience is required")
@@ -117,11 +117,30 @@ func NewOIDC(cfg OIDCConfig) (*OIDC, error) {
 	o := &OIDC{
 		cfg:          cfg,
 		client:       client,
-		log:          discardIfNil(cfg.Log),
+		log:          logs.OrDiscard(cfg.Log),
 		discoveryURL: strings.TrimSuffix(cfg.Issuer, "/") + "/.well-known/openid-configuration",
 	}
 	o.verifier = tokenVerifier{policy: cfg.Policy, log: o.log, clock: cfg.Clock, key: o.keyFor}
 	return o, nil
+}
+
+// CheckIssuerURL accepts an issuer identifier that keys may be fetched
+// from: an https URL without user, query or fragment, or plain http only on
+// a loopback address (a test issuer on this machine), since the keys that
+// tokens are checked against must not travel unprotected.
+func CheckIssuerURL(issuer string) error {
+	u, err := url.Parse(issuer)
+	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" ||
+		strings.HasSuffix(issuer, "?") || strings.HasSuffix(issuer, "#") || (u.Scheme != "https" && u.Scheme != "http") {
+		return fmt.Errorf("%q is not an issuer URL; use e.g. https://id.example.com/realms/pace", issuer)
+	}
+	if u.Scheme == "https" {
+		return nil
+	}
+	if ip := net.ParseIP(u.Hostname()); u.Hostname() == "localhost" || (ip != nil && ip.IsLoopback()) {
+		return nil
+	}
+	return fmt.Errorf("%q must use https (plain http only on a loopback address)", issuer)
 }
 
 // checkRedirect follows at most 3 redirects, and none from https to http.

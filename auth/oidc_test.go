@@ -56,16 +56,6 @@ func newLog() (*slog.Logger, *logBuffer) {
 	return slog.New(slog.NewTextHandler(&lb, &slog.HandlerOptions{Level: slog.LevelDebug})), &lb
 }
 
-// tokenPiece returns an 8-character piece of raw that s contains, or "".
-func tokenPiece(raw, s string) string {
-	for i := 0; i+8 <= len(raw); i++ {
-		if strings.Contains(s, raw[i:i+8]) {
-			return raw[i : i+8]
-		}
-	}
-	return ""
-}
-
 // wantRejected checks that v refuses raw with an *userphone.Error of code
 // whose detail contains detailPart and no piece of the token.
 func wantRejected(t *testing.T, v auth.Verifier, raw string, code userphone.ErrorCode, detailPart string) *userphone.Error {
@@ -84,7 +74,7 @@ func wantRejected(t *testing.T, v auth.Verifier, raw string, code userphone.Erro
 	if e.Detail == "" || !strings.Contains(e.Detail, detailPart) {
 		t.Errorf("detail %q does not contain %q", e.Detail, detailPart)
 	}
-	if piece := tokenPiece(raw, e.Error()); piece != "" {
+	if piece := auth.TokenPiece(raw, e.Error()); piece != "" {
 		t.Errorf("error %q contains %q from the token", e, piece)
 	}
 	if id.Subject != "" {
@@ -207,7 +197,7 @@ func TestOIDCRejections(t *testing.T) {
 		}
 	}
 	for _, raw := range tokens {
-		if piece := tokenPiece(raw, out); piece != "" {
+		if piece := auth.TokenPiece(raw, out); piece != "" {
 			t.Errorf("log contains %q from a token", piece)
 		}
 	}

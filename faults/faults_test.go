@@ -4,16 +4,13 @@ package faults
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -35,6 +32,7 @@ import (
 	"github.com/pace/userphone/internal/contract"
 	"github.com/pace/userphone/internal/testenv"
 	"github.com/pace/userphone/internal/testservers"
+	"github.com/pace/userphone/openapi"
 	"github.com/pace/userphone/store/storetest"
 )
 
@@ -50,10 +48,12 @@ const (
 	// load stops: a delivery that failed just before the receiver came back
 	// waits for its next retry (1 s doubling, ±20 %: at most ~40 s).
 	drainWithin = 75 * time.Second
+)
 
-	apiPath     = contract.BasePath + "/user/phone"
-	verifyPath  = contract.BasePath + "/user/phone/verify"
-	confirmPath = contract.BasePath + "/user/phone/confirm"
+var (
+	apiPath     = openapi.BasePath + "/user/phone"
+	verifyPath  = openapi.BasePath + "/user/phone/verify"
+	confirmPath = openapi.BasePath + openapi.ConfirmPath
 )
 
 func TestFaults(t *testing.T) {
@@ -67,9 +67,8 @@ func TestFaults(t *testing.T) {
 	bin := testenv.BuildUserphone(t)
 
 	s.smtp = testservers.StartSMTP(t)
-	s.rcv = &receiver{secret: randomHex(32), byTo: map[string][]sms{}, byKey: map[string][]sms{}}
-	rcvSrv := httptest.NewServer(s.rcv)
-	t.Cleanup(rcvSrv.Close)
+	webhookSecret := randomHex(32)
+	s.rcv = testservers.StartWebhook(t, webhookSecret)
 
 	dataDir := t.TempDir()
 	// The dev signing key is made here, before any replica starts, so that
@@ -95,8 +94,8 @@ func TestFaults(t *testing.T) {
 		"USERPHONE_LOG_LEVEL=info",
 		"USERPHONE_SHUTDOWN_TIMEOUT=5s",
 		"USERPHONE_SMS_PROVIDER=webhook",
-		"USERPHONE_SMS_WEBHOOK_URL="+rcvSrv.URL+"/sms",
-		"USERPHONE_SMS_WEBHOOK_SECRET="+s.rcv.secret,
+		"USERPHONE_SMS_WEBHOOK_URL="+s.rcv.URL(),
+		"USERPHONE_SMS_WEBHOOK_SECRET="+webhookSecret,
 		"USERPHONE_SMTP_URL="+s.smtp.URL(),
 		"USERPHONE_SMTP_TLS=none",
 		"USERPHONE_MAIL_FROM=userphone@example.com",
@@ -117,7 +116,7 @@ func TestFaults(t *testing.T) {
 		r := startReplica(t, bin, fmt.Sprintf("replica-%d", i+1), addr, envs)
 		s.replicas = append(s.replicas, r)
 		// The first one migrates the database; the others start on it.
-		waitStatus(t, r.base+"/health/ready", http.StatusOK, 60*time.Second)
+		testenv.WaitStatus(t, r.base+"/health/ready", http.StatusOK, 60*time.Second)
 		if t.Failed() {
 			t.Fatalf("%s did not start:\n%s", r.name, r.logs.String())
 		}
@@ -147,11 +146,11 @@ func TestFaults(t *testing.T) {
 	// The receiver takes each SMS and holds its answer for a while, so that
 	// the kill finds sends in flight: the killed replica's jobs stay
 	// "running" until the rescue sends them again, under the same key.
-	s.rcv.hold.Store(int64(3 * time.Second))
+	s.rcv.HoldAnswers(3 * time.Second)
 	time.Sleep(1500 * time.Millisecond)
 	phase("SIGKILL " + killed.name + " (SMS answers held)")
 	killed.kill()
-	s.rcv.hold.Store(0)
+	s.rcv.HoldAnswers(0)
 	phase(fmt.Sprintf("sends running at the kill: %s", jobStates(dbURL)))
 
 	time.Sleep(afterKill)
@@ -166,9 +165,9 @@ func TestFaults(t *testing.T) {
 	phase("SMTP server up again (same port)")
 
 	phase("SMS receiver answers 500")
-	s.rcv.failing.Store(true)
+	s.rcv.FailWith(http.StatusInternalServerError)
 	time.Sleep(receiverDown)
-	s.rcv.failing.Store(false)
+	s.rcv.FailWith(0)
 	phase("SMS receiver healthy again")
 
 	stopLoad()
@@ -205,7 +204,7 @@ func TestFaults(t *testing.T) {
 			t.Errorf("%s exited during the faults", r.name)
 			continue
 		}
-		waitStatus(t, r.base+"/health/ready", http.StatusOK, 10*time.Second)
+		testenv.WaitStatus(t, r.base+"/health/ready", http.StatusOK, 10*time.Second)
 		s.freshChangeOn(r)
 	}
 	s.checkVerified()
@@ -229,7 +228,7 @@ type suite struct {
 	runID    string
 	replicas []*replica
 	smtp     *testservers.SMTP
-	rcv      *receiver
+	rcv      *testservers.Webhook
 	rr       atomic.Uint64
 	users    atomic.Int64
 	numbers  atomic.Int64
@@ -424,7 +423,7 @@ func (s *suite) changeTo(stop context.Context, u *vuser, number, op string, viaE
 	}
 	s.owe("sms", number, u.sub+" asks for "+number, since)
 	for try := 0; try < 3; try++ {
-		code, ok := s.rcv.waitCode(stop, number, since)
+		code, ok := s.rcv.WaitCode(stop, number, since)
 		if !ok {
 			return false
 		}
@@ -600,7 +599,7 @@ func (s *suite) noteDelay(d time.Duration) {
 // arrived reports whether the message o owes arrived, and when first.
 func (s *suite) arrived(o owed) (time.Time, bool) {
 	if o.channel == "sms" {
-		return s.rcv.firstSince(o.to, o.since)
+		return s.rcv.FirstTakenSince(o.to, o.since)
 	}
 	for _, m := range s.smtp.To(o.to) {
 		if !m.At.Before(o.since) {
@@ -614,28 +613,18 @@ func (s *suite) arrived(o owed) (time.Time, bool) {
 // Message-ID (e-mail, derived from the same key) carry the same text, and
 // an SMS answered 500 came again under its key until it was taken.
 func (s *suite) checkDuplicates() {
-	s.rcv.mu.Lock()
-	for key, all := range s.rcv.byKey {
-		taken := 0
+	for key, all := range s.rcv.ByKey() {
+		taken := false
 		for _, m := range all {
 			if m.Text != all[0].Text || m.To != all[0].To {
 				s.t.Errorf("Idempotency-Key %s: %q to %s, then %q to %s", key, all[0].Text, all[0].To, m.Text, m.To)
 			}
-			if !m.Refused {
-				taken++
-			}
+			taken = taken || m.Taken()
 		}
-		if taken == 0 {
+		if !taken {
 			s.t.Errorf("Idempotency-Key %s (SMS to %s): answered 500 %d times and never sent again under that key", key, all[0].To, len(all))
 		}
-		if len(all) > 1 {
-			s.rcv.retried++
-		}
-		if taken > 1 {
-			s.rcv.duplicates++
-		}
 	}
-	s.rcv.mu.Unlock()
 	byID := map[string][]testservers.Mail{}
 	for _, m := range s.smtp.Mails() {
 		id := m.Header.Get("Message-Id")
@@ -685,7 +674,7 @@ func (s *suite) freshChangeOn(r *replica) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	code, ok := s.rcv.waitCode(ctx, number, since)
+	code, ok := s.rcv.WaitCode(ctx, number, since)
 	if !ok {
 		s.t.Errorf("%s after the faults: no SMS to %s within 20 s", r.name, number)
 		return
@@ -729,129 +718,15 @@ func (s *suite) summary(wall time.Duration) {
 	for _, k := range keys {
 		fmt.Fprintf(&b, "    %-28s %d\n", k, s.stats[k])
 	}
-	r := s.rcv.counts()
+	r := s.rcv.Counts()
 	fmt.Fprintf(&b, "  users %d, changes owed a message %d, verified users %d\n", s.users.Load(), len(s.owed), len(s.verified))
-	fmt.Fprintf(&b, "  SMS: %d keys, %d taken, %d answered 500, %d keys sent more than once (same text each time), %d keys taken more than once (sends the kill cut off, rescued)\n",
-		r.keys, r.taken, r.refused, r.retried, r.duplicates)
+	fmt.Fprintf(&b, "  SMS: %d keys, %d taken, %d answered 500, %d keys sent more than once (same text each time), "+
+		"%d sent again after they were taken and answered as duplicates (sends the kill cut off, rescued)\n",
+		r.Keys, r.Taken, r.Refused, r.Retried, r.Duplicates)
 	fmt.Fprintf(&b, "  sends the SIGKILL cut off and the rescuer handed on: %d\n", s.rescued)
 	fmt.Fprintf(&b, "  e-mails taken %d (%d Message-IDs taken more than once)\n", len(s.smtp.Mails()), s.emailDuplicates)
 	fmt.Fprintf(&b, "  max delay from accepted change to first message: %v\n", time.Duration(maxDelay.Load()).Round(time.Millisecond))
 	s.t.Log(b.String())
-}
-
-// receiver is the SMS gateway of the webhook provider: it checks the
-// signature, keeps every SMS it takes by number and by Idempotency-Key,
-// and answers 500 while failing is set.
-type receiver struct {
-	secret  string
-	failing atomic.Bool  // answer 500 without taking the SMS
-	hold    atomic.Int64 // take the SMS, then answer after this long
-
-	mu      sync.Mutex
-	byTo    map[string][]sms
-	byKey   map[string][]sms
-	refused int
-	taken   int
-	// Set by checkDuplicates: keys sent more than once, keys taken more
-	// than once.
-	retried, duplicates int
-}
-
-type sms struct {
-	Key, To, Text string
-	At            time.Time
-	Refused       bool // answered 500
-}
-
-var leadingCode = regexp.MustCompile(`^\s*(\d{6})\b`)
-
-func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	body, err := io.ReadAll(req.Body)
-	if err != nil {
-		http.Error(w, "read", http.StatusBadRequest)
-		return
-	}
-	ts := req.Header.Get("X-Userphone-Timestamp")
-	mac := hmac.New(sha256.New, []byte(r.secret))
-	mac.Write([]byte(ts + "."))
-	mac.Write(body)
-	if req.Header.Get("X-Userphone-Signature") != "sha256="+hex.EncodeToString(mac.Sum(nil)) {
-		http.Error(w, "bad signature", http.StatusUnauthorized)
-		return
-	}
-	var m struct{ ID, To, Text, Locale string }
-	if err := json.Unmarshal(body, &m); err != nil || m.To == "" {
-		http.Error(w, "not an SMS", http.StatusUnprocessableEntity)
-		return
-	}
-	key := req.Header.Get("Idempotency-Key")
-	if key == "" {
-		http.Error(w, "no Idempotency-Key", http.StatusBadRequest)
-		return
-	}
-	got := sms{Key: key, To: m.To, Text: m.Text, At: time.Now(), Refused: r.failing.Load()}
-	r.mu.Lock()
-	r.byKey[key] = append(r.byKey[key], got)
-	if got.Refused {
-		r.refused++
-	} else {
-		r.byTo[m.To] = append(r.byTo[m.To], got)
-		r.taken++
-	}
-	r.mu.Unlock()
-	if got.Refused {
-		http.Error(w, "down for the fault suite", http.StatusInternalServerError)
-		return
-	}
-	if d := time.Duration(r.hold.Load()); d > 0 {
-		// Taken, but the answer is late: a sender killed meanwhile never
-		// learns that it was.
-		select {
-		case <-time.After(d):
-		case <-req.Context().Done():
-		}
-	}
-	w.WriteHeader(http.StatusOK)
-}
-
-// waitCode returns the code of the latest SMS to number that arrived
-// after since.
-func (r *receiver) waitCode(stop context.Context, number string, since time.Time) (string, bool) {
-	for stop.Err() == nil {
-		r.mu.Lock()
-		all := r.byTo[number]
-		var text string
-		if n := len(all); n > 0 && !all[n-1].At.Before(since) {
-			text = all[n-1].Text
-		}
-		r.mu.Unlock()
-		if text != "" {
-			if m := leadingCode.FindStringSubmatch(text); m != nil {
-				return m[1], true
-			}
-		}
-		sleep(stop, 20*time.Millisecond)
-	}
-	return "", false
-}
-
-func (r *receiver) firstSince(number string, since time.Time) (time.Time, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, m := range r.byTo[number] {
-		if !m.At.Before(since) {
-			return m.At, true
-		}
-	}
-	return time.Time{}, false
-}
-
-type receiverCounts struct{ taken, keys, refused, retried, duplicates int }
-
-func (r *receiver) counts() receiverCounts {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return receiverCounts{r.taken, len(r.byKey), r.refused, r.retried, r.duplicates}
 }
 
 // replica is one userphone serve process.
@@ -992,23 +867,6 @@ func waitPostgres(within time.Duration) bool {
 		time.Sleep(200 * time.Millisecond)
 	}
 	return false
-}
-
-func waitStatus(t *testing.T, url string, status int, within time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	last := 0
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if last = resp.StatusCode; last == status {
-				return
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Errorf("%s did not answer %d within %v (last %d)", url, status, within, last)
 }
 
 func randomHex(n int) string {

@@ -16,98 +16,120 @@ import (
 // false when the number already is the user's verified number, true when a
 // change is pending.
 func (s *Service) RequestChange(ctx context.Context, id userphone.Identity, rawNumber string) (p userphone.Phone, created bool, err error) {
-	// Refusals are recorded after the rollback; see recordRefusal.
-	number, err := phone.Normalize(rawNumber)
+	number, err := s.acceptableNumber(rawNumber)
 	if err != nil {
 		return userphone.Phone{}, false, err
 	}
-	if err := s.checkRegion(number); err != nil {
-		return userphone.Phone{}, false, err
-	}
+	// Refusals are recorded after the rollback; see recordRefusal.
 	defer func() { s.recordRefusal(ctx, id.Subject, number, err) }()
-	err = s.inTx(ctx, func(ctx context.Context, tx userphone.Tx, now time.Time) error {
-		user, err := tx.UpsertUser(ctx, id, now)
+	err = s.inTx(ctx, func(t *txn) error {
+		user, err := t.tx.UpsertUser(t.ctx, id, t.now)
 		if err != nil {
 			return err
 		}
-		open, err := s.openChange(ctx, tx, user.ID, now)
+		open, err := s.openChange(t, user.ID)
 		if err != nil {
 			return err
 		}
 		switch {
 		case number == user.PhoneNumber:
-			if open != nil {
-				if err := s.cancel(ctx, tx, open, userphone.CancelAlreadyVerified, now); err != nil {
-					return err
-				}
-			}
-			p, created = view(user, nil), false
-			return nil
+			p, created, err = s.keepVerifiedNumber(t, user, open)
 		case open != nil && open.PhoneNumber == number:
-			if err := s.coolDown(open, now); err != nil {
-				return err
-			}
-			if err := s.requested(ctx, tx, user.ID, open, now); err != nil {
-				return err
-			}
-			if err := s.resend(ctx, tx, open, user, now); err != nil {
-				return err
-			}
-			p, created = view(user, open), true
-			return tx.SaveChange(ctx, open)
+			p, created, err = s.resendForOpenChange(t, user, open)
+		default:
+			p, created, err = s.startChange(t, user, open, number)
 		}
-		if err := s.coolDownAcrossChanges(ctx, tx, user.ID, open, now); err != nil {
-			return err
-		}
-		if open != nil {
-			// Superseded first: the store allows one open change per user.
-			// Should the new change fail below, the rollback restores it.
-			if err := s.cancel(ctx, tx, open, userphone.CancelSuperseded, now); err != nil {
-				return err
-			}
-		}
-		c := &userphone.PhoneChange{
-			ID: uuid.NewString(), UserID: user.ID, PhoneNumber: number,
-			CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(s.cfg.ProcessTTL),
-		}
-		if err := s.requested(ctx, tx, user.ID, c, now); err != nil {
-			return err
-		}
-		if user.PhoneNumber != "" {
-			// Someone holding only a stolen token must not be able to move a
-			// verified account to their own phone: the owner's mailbox says yes.
-			c.Status = userphone.StatusAwaitingEmailConfirmation
-			err = s.issueEmail(ctx, tx, c, user, now)
-		} else {
-			c.Status = userphone.StatusAwaitingCode
-			err = s.issueCode(ctx, tx, c, now)
-		}
-		if err != nil {
-			return err
-		}
-		p, created = view(user, c), true
-		return tx.InsertChange(ctx, c)
+		return err
 	})
 	return p, created, err
 }
 
-// resend sends the current step's message again; the caller has checked
-// the cool-down.
-func (s *Service) resend(ctx context.Context, tx userphone.Tx, c *userphone.PhoneChange, user userphone.User, now time.Time) error {
-	c.UpdatedAt = now
-	if c.Status == userphone.StatusAwaitingEmailConfirmation {
-		return s.issueEmail(ctx, tx, c, user, now)
+// acceptableNumber normalizes what the user typed and refuses a number
+// from outside the allowed regions.
+func (s *Service) acceptableNumber(rawNumber string) (string, error) {
+	number, err := phone.Normalize(rawNumber)
+	if err != nil {
+		return "", err
 	}
-	return s.issueCode(ctx, tx, c, now)
+	return number, s.checkRegion(number)
 }
 
-// requested checks the user's limits and records a request that will send
-// a message for c.
-func (s *Service) requested(ctx context.Context, tx userphone.Tx, userID string, c *userphone.PhoneChange, now time.Time) error {
-	if err := s.checkUserLimits(ctx, tx, userID, now); err != nil {
-		return err
+// keepVerifiedNumber answers a request for the number the user already
+// has: nothing to verify, and a pending change to another number is
+// called off.
+func (s *Service) keepVerifiedNumber(t *txn, user userphone.User, open *userphone.PhoneChange) (userphone.Phone, bool, error) {
+	if open != nil {
+		if err := s.cancel(t, open, userphone.CancelAlreadyVerified); err != nil {
+			return userphone.Phone{}, false, err
+		}
 	}
-	return s.record(ctx, tx, userphone.EventRequested, userID, c, "", "", now)
+	return view(user, nil), false, nil
+}
+
+// resendForOpenChange answers a repeated request for the pending number:
+// after the cool-down and within the user's limits, the current step's
+// message goes again.
+func (s *Service) resendForOpenChange(t *txn, user userphone.User, open *userphone.PhoneChange) (userphone.Phone, bool, error) {
+	if err := s.coolDown(open, t.now); err != nil {
+		return userphone.Phone{}, false, err
+	}
+	if err := s.checkUserLimits(t, user.ID); err != nil {
+		return userphone.Phone{}, false, err
+	}
+	if err := s.record(t, userphone.EventRequested, open, ""); err != nil {
+		return userphone.Phone{}, false, err
+	}
+	open.UpdatedAt = t.now
+	var err error
+	if open.Status == userphone.StatusAwaitingEmailConfirmation {
+		err = s.issueEmail(t, open, user)
+	} else {
+		err = s.issueCode(t, open)
+	}
+	if err != nil {
+		return userphone.Phone{}, false, err
+	}
+	return view(user, open), true, t.tx.SaveChange(t.ctx, open)
+}
+
+// startChange opens a change to number, superseding the user's open one,
+// and sends its first message: the confirmation e-mail when the user has
+// a verified number to protect, else the SMS code.
+func (s *Service) startChange(t *txn, user userphone.User, open *userphone.PhoneChange, number string) (userphone.Phone, bool, error) {
+	if err := s.coolDownAcrossChanges(t, user.ID, open); err != nil {
+		return userphone.Phone{}, false, err
+	}
+	if open != nil {
+		// Superseded first: the store allows one open change per user.
+		// Should the new change fail below, the rollback restores it.
+		if err := s.cancel(t, open, userphone.CancelSuperseded); err != nil {
+			return userphone.Phone{}, false, err
+		}
+	}
+	c := &userphone.PhoneChange{
+		ID: uuid.NewString(), UserID: user.ID, PhoneNumber: number,
+		CreatedAt: t.now, UpdatedAt: t.now, ExpiresAt: t.now.Add(s.cfg.ProcessTTL),
+	}
+	if err := s.checkUserLimits(t, user.ID); err != nil {
+		return userphone.Phone{}, false, err
+	}
+	if err := s.record(t, userphone.EventRequested, c, ""); err != nil {
+		return userphone.Phone{}, false, err
+	}
+	var err error
+	if user.PhoneNumber != "" {
+		// Someone holding only a stolen token must not be able to move a
+		// verified account to their own phone: the owner's mailbox says yes.
+		c.Status = userphone.StatusAwaitingEmailConfirmation
+		err = s.issueEmail(t, c, user)
+	} else {
+		c.Status = userphone.StatusAwaitingCode
+		err = s.issueCode(t, c)
+	}
+	if err != nil {
+		return userphone.Phone{}, false, err
+	}
+	return view(user, c), true, t.tx.InsertChange(t.ctx, c)
 }
 
 // coolDown refuses a message for c while its last one is fresher than the
@@ -136,16 +158,16 @@ func (s *Service) coolDown(c *userphone.PhoneChange, now time.Time) error {
 //
 // An open change is always the user's latest (a new one supersedes it), so
 // only a user without one needs the query.
-func (s *Service) coolDownAcrossChanges(ctx context.Context, tx userphone.Tx, userID string, open *userphone.PhoneChange, now time.Time) error {
+func (s *Service) coolDownAcrossChanges(t *txn, userID string, open *userphone.PhoneChange) error {
 	if open != nil {
-		return s.coolDown(open, now)
+		return s.coolDown(open, t.now)
 	}
-	latest, err := tx.LatestChange(ctx, userID)
+	latest, err := t.tx.LatestChange(t.ctx, userID)
 	if err != nil || latest == nil {
 		return err
 	}
 	if latest.Status.Open() || latest.Status == userphone.StatusCancelled {
-		return s.coolDown(latest, now)
+		return s.coolDown(latest, t.now)
 	}
 	return nil
 }

@@ -8,38 +8,11 @@ import (
 	"github.com/pace/userphone/phone"
 )
 
-// LinkState is what an e-mail link's token stands for now.
-type LinkState int
-
-const (
-	// LinkValid: the change waits for this confirmation.
-	LinkValid LinkState = iota
-	// LinkConfirmed: the change is confirmed and waits for the SMS code. A
-	// second POST (a refresh of the confirmed page) lands here too and sends
-	// nothing.
-	LinkConfirmed
-	// LinkUnknown: no change has this token (typo, or replaced by a newer e-mail).
-	LinkUnknown
-	// LinkUsed: the change was verified or cancelled.
-	LinkUsed
-	// LinkExpired: the change passed its time limit.
-	LinkExpired
-)
-
-// Confirmation is what the confirmation pages show.
-type Confirmation struct {
-	State        LinkState
-	MaskedNumber string
-	ExpiresAt    time.Time
-	// Locale is the user's remembered locale, for the page's language.
-	Locale string
-}
-
 // LookUpConfirmation tells what token stands for without changing anything:
 // mail scanners open links, and only the user's click may confirm.
-func (s *Service) LookUpConfirmation(ctx context.Context, token string) (Confirmation, error) {
+func (s *Service) LookUpConfirmation(ctx context.Context, token string) (userphone.Confirmation, error) {
 	now := s.clock()
-	var conf Confirmation
+	var conf userphone.Confirmation
 	err := s.store.Read(ctx, func(tx userphone.Tx) error {
 		c, err := tx.ChangeByEmailToken(ctx, s.tokenHash(token))
 		if err != nil {
@@ -52,43 +25,29 @@ func (s *Service) LookUpConfirmation(ctx context.Context, token string) (Confirm
 }
 
 // Confirm confirms the change that token stands for and sends the SMS.
-func (s *Service) Confirm(ctx context.Context, token string) (Confirmation, error) {
-	var conf Confirmation
+func (s *Service) Confirm(ctx context.Context, token string) (userphone.Confirmation, error) {
+	var conf userphone.Confirmation
 	var userID, number string // for the trail, should a limit refuse the SMS
-	err := s.inTx(ctx, func(ctx context.Context, tx userphone.Tx, now time.Time) error {
-		found, err := tx.ChangeByEmailToken(ctx, s.tokenHash(token))
+	err := s.inTx(ctx, func(t *txn) error {
+		found, err := t.tx.ChangeByEmailToken(t.ctx, s.tokenHash(token))
 		if err != nil || found == nil {
-			conf = Confirmation{State: LinkUnknown}
+			conf = userphone.Confirmation{State: userphone.LinkUnknown}
 			return err
 		}
 		userID, number = found.UserID, found.PhoneNumber
 		// Lock order is user, then change: lock the user, then read the
 		// change again, as a PUT may have cancelled it or replaced its link
 		// since the first read.
-		if _, _, err := tx.LockUser(ctx, found.UserID); err != nil {
+		if _, _, err := t.tx.LockUser(t.ctx, found.UserID); err != nil {
 			return err
 		}
-		c, err := tx.ChangeByEmailToken(ctx, s.tokenHash(token))
+		c, err := t.tx.ChangeByEmailToken(t.ctx, s.tokenHash(token))
 		if err != nil || c == nil {
-			conf = Confirmation{State: LinkUnknown}
+			conf = userphone.Confirmation{State: userphone.LinkUnknown}
 			return err
 		}
-		if conf, err = describe(ctx, tx, c, now); err != nil || conf.State != LinkValid {
-			if conf.State == LinkExpired && c.Status.Open() {
-				return s.expire(ctx, tx, c, now)
-			}
-			return err
-		}
-		c.Status = userphone.StatusAwaitingCode
-		c.UpdatedAt = now
-		if err := s.record(ctx, tx, userphone.EventEmailConfirmed, c.UserID, c, "", "", now); err != nil {
-			return err
-		}
-		if err := s.issueCode(ctx, tx, c, now); err != nil {
-			return err
-		}
-		conf.State = LinkConfirmed
-		return tx.SaveChange(ctx, c)
+		conf, err = s.confirmChange(t, c)
+		return err
 	})
 	if err != nil && userID != "" {
 		s.recordRefusal(ctx, userID, number, err)
@@ -96,24 +55,47 @@ func (s *Service) Confirm(ctx context.Context, token string) (Confirmation, erro
 	return conf, err
 }
 
-func describe(ctx context.Context, tx userphone.Tx, c *userphone.PhoneChange, now time.Time) (Confirmation, error) {
+// confirmChange moves c, locked, from the e-mail step to the code step
+// and sends the SMS; a link that is no longer valid changes nothing but
+// the close of a change found past its limit.
+func (s *Service) confirmChange(t *txn, c *userphone.PhoneChange) (userphone.Confirmation, error) {
+	conf, err := describe(t.ctx, t.tx, c, t.now)
+	if err != nil || conf.State != userphone.LinkValid {
+		if conf.State == userphone.LinkExpired && c.Status.Open() {
+			return conf, s.expire(t, c)
+		}
+		return conf, err
+	}
+	c.Status = userphone.StatusAwaitingCode
+	c.UpdatedAt = t.now
+	if err := s.record(t, userphone.EventEmailConfirmed, c, ""); err != nil {
+		return conf, err
+	}
+	if err := s.issueCode(t, c); err != nil {
+		return conf, err
+	}
+	conf.State = userphone.LinkConfirmed
+	return conf, t.tx.SaveChange(t.ctx, c)
+}
+
+func describe(ctx context.Context, tx userphone.Tx, c *userphone.PhoneChange, now time.Time) (userphone.Confirmation, error) {
 	if c == nil {
-		return Confirmation{State: LinkUnknown}, nil
+		return userphone.Confirmation{State: userphone.LinkUnknown}, nil
 	}
 	user, _, err := tx.GetUser(ctx, c.UserID)
 	if err != nil {
-		return Confirmation{}, err
+		return userphone.Confirmation{}, err
 	}
-	conf := Confirmation{MaskedNumber: phone.Mask(c.PhoneNumber), ExpiresAt: c.ExpiresAt, Locale: user.Locale}
+	conf := userphone.Confirmation{MaskedNumber: phone.Mask(c.PhoneNumber), ExpiresAt: c.ExpiresAt, Locale: user.Locale}
 	switch {
 	case c.Status == userphone.StatusExpired || c.ExpiredAt(now):
-		conf.State = LinkExpired
+		conf.State = userphone.LinkExpired
 	case c.Status == userphone.StatusAwaitingEmailConfirmation:
-		conf.State = LinkValid
+		conf.State = userphone.LinkValid
 	case c.Status == userphone.StatusAwaitingCode:
-		conf.State = LinkConfirmed
+		conf.State = userphone.LinkConfirmed
 	default:
-		conf.State = LinkUsed
+		conf.State = userphone.LinkUsed
 	}
 	return conf, nil
 }

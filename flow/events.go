@@ -3,31 +3,29 @@ package flow
 import (
 	"context"
 	"encoding/hex"
-	"time"
 
 	"github.com/pace/userphone"
 )
 
-// record appends an event for change c (which may be nil) to the trail,
+// record appends a step of change c to the trail: c's user, number and id,
 // with the request's id and the client's IP as a keyed hash.
-func (s *Service) record(ctx context.Context, tx userphone.Tx, kind userphone.EventKind, userID string, c *userphone.PhoneChange, number, detail string, now time.Time) error {
-	meta := userphone.RequestMetaFrom(ctx)
-	e := userphone.Event{At: now, Kind: kind, UserID: userID, PhoneNumber: number, RequestID: meta.ID, Detail: detail}
-	if c != nil {
-		e.ChangeID = c.ID
-		if e.PhoneNumber == "" {
-			e.PhoneNumber = c.PhoneNumber
-		}
-	}
+func (s *Service) record(t *txn, kind userphone.EventKind, c *userphone.PhoneChange, detail string) error {
+	return s.recordEvent(t, userphone.Event{Kind: kind, UserID: c.UserID, ChangeID: c.ID, PhoneNumber: c.PhoneNumber, Detail: detail})
+}
+
+// recordEvent appends e to the trail at the transaction's time, with the
+// request's id and the client's IP as a keyed hash, and keeps its kind for
+// the observer.
+func (s *Service) recordEvent(t *txn, e userphone.Event) error {
+	meta := userphone.RequestMetaFrom(t.ctx)
+	e.At, e.RequestID = t.now, meta.ID
 	if meta.ClientIP != "" {
 		e.ClientIPHash = hex.EncodeToString(s.mac("client-ip", meta.ClientIP)[:16])
 	}
-	if err := tx.AddEvent(ctx, e); err != nil {
+	if err := t.tx.AddEvent(t.ctx, e); err != nil {
 		return err
 	}
-	if steps, ok := ctx.Value(journalKey{}).(*journal); ok {
-		*steps = append(*steps, kind)
-	}
+	t.steps = append(t.steps, e.Kind)
 	return nil
 }
 
@@ -42,8 +40,8 @@ func (s *Service) recordRefusal(ctx context.Context, userID, number string, refu
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.ObserveRefusal(limitOf(refusal))
 	}
-	err := s.inTxOnce(ctx, func(ctx context.Context, tx userphone.Tx) error {
-		return s.record(ctx, tx, userphone.EventRateLimited, userID, nil, number, e.Detail, s.clock())
+	err := s.inTxOnce(ctx, func(t *txn) error {
+		return s.recordEvent(t, userphone.Event{Kind: userphone.EventRateLimited, UserID: userID, PhoneNumber: number, Detail: e.Detail})
 	})
 	if err != nil {
 		s.log.Warn("could not record a refused request in the audit trail", "err", err)

@@ -1,6 +1,6 @@
 // Package flow owns the phone number change flow: who may change what,
-// when an e-mail or an SMS goes out, how codes are checked, when a change
-// expires and who owns a number. It knows nothing of HTTP; the server
+// when an e-mail or an SMS goes out, how codes are checked, which abuse
+// limits refuse a request, when a change expires and who owns a number. It knows nothing of HTTP; the server
 // package adapts it to the generated strict-server interface.
 package flow
 
@@ -12,10 +12,11 @@ import (
 	"time"
 
 	"github.com/pace/userphone"
+	"github.com/pace/userphone/internal/logs"
 )
 
-// Config holds the flow's rules. Every field has a default in the
-// configuration, with its reason given there.
+// Config holds the flow's rules. DefaultConfig gives each its default,
+// with the reason next to it.
 type Config struct {
 	// ProcessTTL is how long a change may take from request to verification.
 	ProcessTTL time.Duration
@@ -23,7 +24,7 @@ type Config struct {
 	ResendCooldown time.Duration
 	// MaxCodeAttempts is how many wrong codes end a change.
 	MaxCodeAttempts int
-	// Secret keys the hashes of codes and e-mail tokens; at least 32 bytes.
+	// Secret keys the hashes of codes and e-mail tokens; see CheckSecret.
 	Secret []byte
 	// ConfirmURL is the absolute URL of the confirmation page; the e-mail
 	// link is ConfirmURL?token=….
@@ -31,6 +32,34 @@ type Config struct {
 	Limits     Limits
 	// Observer is told of the flow's steps, for metrics; nil tells no one.
 	Observer Observer
+}
+
+// DefaultConfig is the flow's rules unless an operator says otherwise. The
+// secret and the confirmation page's URL are the deployment's own, so
+// they have no default.
+func DefaultConfig() Config {
+	return Config{
+		// PACE's documented time limit for a whole change.
+		ProcessTTL: 24 * time.Hour,
+		// One message a minute per change stops a user's retries from
+		// flooding a phone or a mailbox.
+		ResendCooldown: time.Minute,
+		// Five guesses at a 6-digit code succeed with odds of 1 in 200,000.
+		MaxCodeAttempts: 5,
+		Limits:          DefaultLimits(),
+	}
+}
+
+// MinSecretBytes is the least length of Config.Secret: the size of
+// SHA-256's output, so that the key is never the weak part of the HMACs.
+const MinSecretBytes = 32
+
+// CheckSecret accepts a secret that is long enough to key the flow's HMACs.
+func CheckSecret(secret []byte) error {
+	if len(secret) < MinSecretBytes {
+		return fmt.Errorf("the secret has %d bytes; it needs at least %d", len(secret), MinSecretBytes)
+	}
+	return nil
 }
 
 // Observer is told of the flow's steps, for metrics. It hears of a step
@@ -62,10 +91,11 @@ type Service struct {
 	now   func() time.Time
 }
 
-// New returns a Service. now may be nil for the wall clock.
+// New returns a Service. now may be nil for the wall clock, log nil to
+// discard.
 func New(store userphone.Store, queue Queue, cfg Config, log *slog.Logger, now func() time.Time) (*Service, error) {
-	if len(cfg.Secret) < 32 {
-		return nil, errors.New("flow: the secret must be at least 32 bytes")
+	if err := CheckSecret(cfg.Secret); err != nil {
+		return nil, fmt.Errorf("flow: %w", err)
 	}
 	if cfg.ProcessTTL <= 0 || cfg.MaxCodeAttempts <= 0 || cfg.ResendCooldown < 0 || cfg.ConfirmURL == "" {
 		return nil, fmt.Errorf("flow: incomplete configuration %+v", cfg)
@@ -73,10 +103,19 @@ func New(store userphone.Store, queue Queue, cfg Config, log *slog.Logger, now f
 	if now == nil {
 		now = time.Now
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &Service{store: store, queue: queue, cfg: cfg, log: log, now: now}, nil
+	return &Service{store: store, queue: queue, cfg: cfg, log: logs.OrDiscard(log), now: now}, nil
+}
+
+// txn is one run of one of the flow's transactions: what every rule in it
+// needs, so that a rule's parameters name only what varies.
+type txn struct {
+	ctx context.Context
+	tx  userphone.Tx
+	// now is the time of this run, at the store's precision.
+	now time.Time
+	// steps lists the steps recorded, for the observer once the
+	// transaction has committed.
+	steps []userphone.EventKind
 }
 
 // conflictRetries bounds how often a transaction that lost a race is run
@@ -84,15 +123,12 @@ func New(store userphone.Store, queue Queue, cfg Config, log *slog.Logger, now f
 // something else is wrong.
 const conflictRetries = 4
 
-// inTx runs fn in a transaction, again when it lost a race. fn records
-// its steps with the ctx it is given, so that the observer hears of them
-// once the transaction commits.
-func (s *Service) inTx(ctx context.Context, fn func(ctx context.Context, tx userphone.Tx, now time.Time) error) error {
+// inTx runs fn in a transaction, again when it lost a race, and tells the
+// observer of the steps fn recorded once they have committed.
+func (s *Service) inTx(ctx context.Context, fn func(t *txn) error) error {
 	var err error
 	for range conflictRetries {
-		err = s.inTxOnce(ctx, func(ctx context.Context, tx userphone.Tx) error {
-			return fn(ctx, tx, s.clock())
-		})
+		err = s.inTxOnce(ctx, fn)
 		if !errors.Is(err, userphone.ErrConflict) {
 			break
 		}
@@ -102,29 +138,22 @@ func (s *Service) inTx(ctx context.Context, fn func(ctx context.Context, tx user
 	return err
 }
 
-// inTxOnce runs fn in one transaction and, once it has committed, tells the
-// observer of the steps fn recorded.
-func (s *Service) inTxOnce(ctx context.Context, fn func(ctx context.Context, tx userphone.Tx) error) error {
-	if s.cfg.Observer == nil {
-		return s.store.InTx(ctx, func(tx userphone.Tx) error { return fn(ctx, tx) })
-	}
-	var steps journal
+// inTxOnce runs fn in one transaction and, once it has committed, tells
+// the observer of the steps fn recorded.
+func (s *Service) inTxOnce(ctx context.Context, fn func(t *txn) error) error {
+	var t *txn
 	err := s.store.InTx(ctx, func(tx userphone.Tx) error {
-		steps = steps[:0] // a store that runs fn again starts the list over
-		return fn(context.WithValue(ctx, journalKey{}, &steps), tx)
+		// A store that runs fn again starts with a fresh txn.
+		t = &txn{ctx: ctx, tx: tx, now: s.clock()}
+		return fn(t)
 	})
-	if err == nil {
-		for _, kind := range steps {
+	if err == nil && s.cfg.Observer != nil && t != nil {
+		for _, kind := range t.steps {
 			s.cfg.Observer.ObserveStep(kind)
 		}
 	}
 	return err
 }
-
-// journal lists the steps a transaction recorded, until it commits.
-type journal []userphone.EventKind
-
-type journalKey struct{}
 
 // clock returns the time at the precision the store keeps.
 func (s *Service) clock() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
@@ -134,13 +163,11 @@ func (s *Service) clock() time.Time { return s.now().UTC().Truncate(time.Microse
 // for operators and frees the one-open-change slot.
 func (s *Service) SweepExpired(ctx context.Context) (int64, error) {
 	var n int64
-	err := s.inTxOnce(ctx, func(ctx context.Context, tx userphone.Tx) error {
-		now := s.clock()
-		expired, err := tx.ExpireDue(ctx, now)
+	err := s.inTxOnce(ctx, func(t *txn) error {
+		expired, err := t.tx.ExpireDue(t.ctx, t.now)
 		for i := range expired {
-			c := &expired[i]
 			if err == nil {
-				err = s.record(ctx, tx, userphone.EventExpired, c.UserID, c, "", "sweep", now)
+				err = s.record(t, userphone.EventExpired, &expired[i], "sweep")
 			}
 		}
 		n = int64(len(expired))
@@ -174,33 +201,32 @@ func view(u userphone.User, open *userphone.PhoneChange) userphone.Phone {
 
 // openChange returns the user's open change, closing it first if its time
 // limit has passed.
-func (s *Service) openChange(ctx context.Context, tx userphone.Tx, userID string, now time.Time) (*userphone.PhoneChange, error) {
-	c, err := tx.OpenChange(ctx, userID)
+func (s *Service) openChange(t *txn, userID string) (*userphone.PhoneChange, error) {
+	c, err := t.tx.OpenChange(t.ctx, userID)
 	if err != nil || c == nil {
 		return nil, err
 	}
-	if c.ExpiredAt(now) {
-		return nil, s.expire(ctx, tx, c, now)
+	if c.ExpiredAt(t.now) {
+		return nil, s.expire(t, c)
 	}
 	return c, nil
 }
 
 // expire closes c as expired and records it.
-func (s *Service) expire(ctx context.Context, tx userphone.Tx, c *userphone.PhoneChange, now time.Time) error {
-	c.Close(userphone.StatusExpired, "", now)
-	c.UpdatedAt = now
-	if err := tx.SaveChange(ctx, c); err != nil {
-		return err
-	}
-	return s.record(ctx, tx, userphone.EventExpired, c.UserID, c, "", "", now)
+func (s *Service) expire(t *txn, c *userphone.PhoneChange) error {
+	return s.close(t, c, userphone.StatusExpired, "", userphone.EventExpired)
 }
 
 // cancel closes c as cancelled for reason and records it.
-func (s *Service) cancel(ctx context.Context, tx userphone.Tx, c *userphone.PhoneChange, reason string, now time.Time) error {
-	c.Close(userphone.StatusCancelled, reason, now)
-	c.UpdatedAt = now
-	if err := tx.SaveChange(ctx, c); err != nil {
+func (s *Service) cancel(t *txn, c *userphone.PhoneChange, reason string) error {
+	return s.close(t, c, userphone.StatusCancelled, reason, userphone.EventCancelled)
+}
+
+func (s *Service) close(t *txn, c *userphone.PhoneChange, status userphone.ChangeStatus, reason string, kind userphone.EventKind) error {
+	c.Close(status, reason, t.now)
+	c.UpdatedAt = t.now
+	if err := t.tx.SaveChange(t.ctx, c); err != nil {
 		return err
 	}
-	return s.record(ctx, tx, userphone.EventCancelled, c.UserID, c, "", reason, now)
+	return s.record(t, kind, c, reason)
 }

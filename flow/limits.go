@@ -1,7 +1,6 @@
 package flow
 
 import (
-	"context"
 	"errors"
 	"math"
 	"slices"
@@ -15,7 +14,8 @@ import (
 
 // Limits guard against SMS pumping, code brute force and plain floods. 0
 // turns a limit off. They count the audit trail in the database, so they
-// hold across replicas.
+// hold across replicas. DefaultLimits gives each its default, with the
+// reason next to it.
 type Limits struct {
 	ChangesPerHour      int
 	ChangesPerDay       int
@@ -26,6 +26,23 @@ type Limits struct {
 	// AllowedRegions lists the ISO regions numbers may come from; empty
 	// means all.
 	AllowedRegions []string
+}
+
+// DefaultLimits are the limits unless an operator says otherwise.
+func DefaultLimits() Limits {
+	return Limits{
+		// A person changes their number a few times a year; 5 an hour and
+		// 10 a day leave room for typos and resends, and none for a script.
+		ChangesPerHour: 5,
+		ChangesPerDay:  10,
+		// A phone needs one code, maybe a resend or two; more, from any
+		// number of accounts, is pumping.
+		SMSPerNumberPerHour: 3,
+		SMSPerNumberPerDay:  10,
+		// A ceiling on the SMS bill whatever else fails; raise it with
+		// traffic.
+		SMSPerHour: 1000,
+	}
 }
 
 // The limits that refuse requests, as the observer is told them.
@@ -70,7 +87,7 @@ func (s *Service) checkRegion(number string) error {
 	}
 	e := userphone.Errorf(userphone.CodePhoneNumberNotAllowed,
 		"Numbers from this country are not accepted here; use a number from one of: %s.", strings.Join(s.cfg.Limits.AllowedRegions, ", "))
-	e.Pointer = "/data/attributes/phoneNumber"
+	e.Field = userphone.FieldPhoneNumber
 	return e
 }
 
@@ -83,18 +100,18 @@ type window struct {
 }
 
 // checkWindows refuses when q's events within any window reached its limit.
-func checkWindows(ctx context.Context, tx userphone.Tx, q userphone.EventQuery, now time.Time, windows ...window) error {
+func checkWindows(t *txn, q userphone.EventQuery, windows ...window) error {
 	for _, w := range windows {
 		if w.limit <= 0 {
 			continue
 		}
-		q.Since = now.Add(-w.span)
-		n, oldest, err := tx.CountEvents(ctx, q)
+		q.Since = t.now.Add(-w.span)
+		n, oldest, err := t.tx.CountEvents(t.ctx, q)
 		if err != nil {
 			return err
 		}
 		if n >= w.limit {
-			wait := max(oldest.Add(w.span).Sub(now), time.Second)
+			wait := max(oldest.Add(w.span).Sub(t.now), time.Second)
 			secs := int(math.Ceil(wait.Seconds()))
 			return &refusal{w.name, &userphone.Error{
 				Code:       userphone.CodeRateLimited,
@@ -107,9 +124,9 @@ func checkWindows(ctx context.Context, tx userphone.Tx, q userphone.EventQuery, 
 }
 
 // checkUserLimits bounds how often one user may ask for messages.
-func (s *Service) checkUserLimits(ctx context.Context, tx userphone.Tx, userID string, now time.Time) error {
+func (s *Service) checkUserLimits(t *txn, userID string) error {
 	l := s.cfg.Limits
-	return checkWindows(ctx, tx, userphone.EventQuery{Kind: userphone.EventRequested, UserID: userID}, now,
+	return checkWindows(t, userphone.EventQuery{Kind: userphone.EventRequested, UserID: userID},
 		window{l.ChangesPerHour, time.Hour, "phone number change requests this hour", LimitUserChanges},
 		window{l.ChangesPerDay, 24 * time.Hour, "phone number change requests today", LimitUserChanges})
 }
@@ -117,18 +134,18 @@ func (s *Service) checkUserLimits(ctx context.Context, tx userphone.Tx, userID s
 // checkSMSLimits bounds the SMS to one number, whoever asks, and all SMS.
 // The number's lock makes its count exact across replicas; the global
 // budget may overshoot by the requests in flight at the same moment.
-func (s *Service) checkSMSLimits(ctx context.Context, tx userphone.Tx, number string, now time.Time) error {
+func (s *Service) checkSMSLimits(t *txn, number string) error {
 	l := s.cfg.Limits
-	if err := tx.LockNumber(ctx, number); err != nil {
+	if err := t.tx.LockNumber(t.ctx, number); err != nil {
 		return err
 	}
-	err := checkWindows(ctx, tx, userphone.EventQuery{Kind: userphone.EventSMSSent, PhoneNumber: number}, now,
+	err := checkWindows(t, userphone.EventQuery{Kind: userphone.EventSMSSent, PhoneNumber: number},
 		window{l.SMSPerNumberPerHour, time.Hour, "SMS to this number this hour", LimitNumberSMS},
 		window{l.SMSPerNumberPerDay, 24 * time.Hour, "SMS to this number today", LimitNumberSMS})
 	if err != nil {
 		return err
 	}
-	err = checkWindows(ctx, tx, userphone.EventQuery{Kind: userphone.EventSMSSent}, now, window{l.SMSPerHour, time.Hour, "SMS", LimitSMSBudget})
+	err = checkWindows(t, userphone.EventQuery{Kind: userphone.EventSMSSent}, window{l.SMSPerHour, time.Hour, "SMS", LimitSMSBudget})
 	if e := userphone.AsError(err); e != nil {
 		s.log.Error("the global SMS budget is used up; no SMS is sent until the hour rolls on",
 			"budget_per_hour", l.SMSPerHour, "retry_after", e.RetryAfter)

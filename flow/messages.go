@@ -21,17 +21,17 @@ const (
 
 // issueEmail gives c a new message number, and so a new e-mail token that
 // voids the previous link, and queues the confirmation e-mail.
-func (s *Service) issueEmail(ctx context.Context, tx userphone.Tx, c *userphone.PhoneChange, user userphone.User, now time.Time) error {
+func (s *Service) issueEmail(t *txn, c *userphone.PhoneChange, user userphone.User) error {
 	if user.Email == "" {
 		return userphone.Errorf(userphone.CodeEmailRequired,
 			"Changing a verified number needs a confirmation e-mail, but no e-mail address is known for this user; sign in with a token that carries the email claim.")
 	}
-	n := s.markSent(c, now)
+	n := s.markSent(c, t.now)
 	c.EmailTokenHash = s.tokenHash(s.emailToken(c.ID, n))
-	if err := s.record(ctx, tx, userphone.EventEmailSent, user.ID, c, "", "", now); err != nil {
+	if err := s.record(t, userphone.EventEmailSent, c, ""); err != nil {
 		return err
 	}
-	return s.queue.Enqueue(ctx, tx, s.outgoing(ctx, KindConfirmChange, c, n))
+	return s.queue.Enqueue(t.ctx, t.tx, s.outgoing(t.ctx, KindConfirmChange, c, n))
 }
 
 func (s *Service) outgoing(ctx context.Context, kind string, c *userphone.PhoneChange, n int) userphone.Outgoing {
@@ -40,16 +40,16 @@ func (s *Service) outgoing(ctx context.Context, kind string, c *userphone.PhoneC
 
 // issueCode gives c a new message number, and so a new code that voids the
 // previous one, and queues the SMS.
-func (s *Service) issueCode(ctx context.Context, tx userphone.Tx, c *userphone.PhoneChange, now time.Time) error {
-	if err := s.checkSMSLimits(ctx, tx, c.PhoneNumber, now); err != nil {
+func (s *Service) issueCode(t *txn, c *userphone.PhoneChange) error {
+	if err := s.checkSMSLimits(t, c.PhoneNumber); err != nil {
 		return err
 	}
-	n := s.markSent(c, now)
+	n := s.markSent(c, t.now)
 	c.CodeHash = s.codeHash(c.ID, s.smsCode(c.ID, n))
-	if err := s.record(ctx, tx, userphone.EventSMSSent, c.UserID, c, "", "", now); err != nil {
+	if err := s.record(t, userphone.EventSMSSent, c, ""); err != nil {
 		return err
 	}
-	return s.queue.Enqueue(ctx, tx, s.outgoing(ctx, KindCode, c, n))
+	return s.queue.Enqueue(t.ctx, t.tx, s.outgoing(t.ctx, KindCode, c, n))
 }
 
 func (s *Service) markSent(c *userphone.PhoneChange, now time.Time) int {
@@ -128,19 +128,20 @@ func (s *Service) DeliveryFailed(ctx context.Context, m userphone.Outgoing, reas
 	if err != nil || userID == "" {
 		return err
 	}
-	return s.inTx(ctx, func(ctx context.Context, tx userphone.Tx, now time.Time) error {
-		if _, _, err := tx.LockUser(ctx, userID); err != nil {
+	// The trail ties the failure to the request that asked for the message.
+	ctx = userphone.WithRequestMeta(ctx, userphone.RequestMeta{ID: m.RequestID})
+	return s.inTx(ctx, func(t *txn) error {
+		if _, _, err := t.tx.LockUser(t.ctx, userID); err != nil {
 			return err
 		}
-		c, err := tx.ChangeByID(ctx, m.ChangeID)
+		c, err := t.tx.ChangeByID(t.ctx, m.ChangeID)
 		if err != nil || c == nil || !c.Status.Open() || c.Sends != m.MessageNo {
 			return err
 		}
 		s.log.Warn("phone change cancelled: its message could not be delivered", "change", c.ID, "kind", m.Kind, "reason", reason)
-		ctx = userphone.WithRequestMeta(ctx, userphone.RequestMeta{ID: m.RequestID})
-		if err := s.record(ctx, tx, userphone.EventDeliveryFailed, c.UserID, c, "", reason, now); err != nil {
+		if err := s.record(t, userphone.EventDeliveryFailed, c, reason); err != nil {
 			return err
 		}
-		return s.cancel(ctx, tx, c, userphone.CancelDeliveryFailed+": "+reason, now)
+		return s.cancel(t, c, userphone.CancelDeliveryFailed+": "+reason)
 	})
 }

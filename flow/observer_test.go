@@ -71,13 +71,11 @@ func (s *conflicting) InTx(ctx context.Context, fn func(userphone.Tx) error) err
 func TestTheObserverHearsOnlyCommittedSteps(t *testing.T) {
 	for _, d := range storetest.Dialects {
 		t.Run(string(d), func(t *testing.T) {
-			base := storetest.New(t, d)
-			st := &conflicting{Store: base}
+			st := &conflicting{}
 			obs := &steps{}
-			sent := &recorder{}
-			svc := newService(t, base, st, sent, nil, func(cfg *flow.Config) {
-				cfg.Limits, cfg.Observer = flow.Limits{SMSPerHour: 1}, obs
-			})
+			wrap := func(base userphone.Store) userphone.Store { st.Store = base; return st }
+			r := newRig(t, d, rigOptions{wrap: wrap, observer: obs, limits: flow.Limits{SMSPerHour: 1}})
+			svc := r.svc
 			ctx := context.Background()
 			alice := userphone.Identity{Subject: "alice", Email: "alice@example.com"}
 
@@ -90,7 +88,7 @@ func TestTheObserverHearsOnlyCommittedSteps(t *testing.T) {
 			if want := []userphone.EventKind{userphone.EventRequested, userphone.EventSMSSent}; !slices.Equal(kinds, want) || refusals != nil {
 				t.Fatalf("after a request that ran three times: steps %v, refusals %v; want %v once", kinds, refusals, want)
 			}
-			code := codeOf(sent.last(t))
+			code := r.code(numberA)
 
 			// A wrong code commits its count although the answer is an error.
 			wrong := "000000"

@@ -1,16 +1,12 @@
 package flow_test
 
 import (
-	"bytes"
 	"context"
-	"database/sql"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/pace/userphone"
-	"github.com/pace/userphone/flow"
-	"github.com/pace/userphone/jobs"
 	"github.com/pace/userphone/store"
 	"github.com/pace/userphone/store/storetest"
 )
@@ -45,9 +41,13 @@ type hookTx struct {
 	s *hookStore
 }
 
-// SQLTx passes the job queue through to the real transaction.
-func (t *hookTx) SQLTx() (*sql.Tx, bool) {
-	return t.Tx.(interface{ SQLTx() (*sql.Tx, bool) }).SQLTx()
+// Unwrap lets the job queue reach the store's transaction (store.Unwrapper).
+func (t *hookTx) Unwrap() userphone.Tx { return t.Tx }
+
+// wrap puts s between the flow and st (app.Parts.WrapStore).
+func (s *hookStore) wrap(st userphone.Store) userphone.Store {
+	s.Store = st
+	return s
 }
 
 func (t *hookTx) ChangeByEmailToken(ctx context.Context, h []byte) (*userphone.PhoneChange, error) {
@@ -62,76 +62,6 @@ func (t *hookTx) GetUser(ctx context.Context, id string) (userphone.User, bool, 
 	return u, ok, err
 }
 
-// recorder is the outside world's phone and mailbox.
-type recorder struct {
-	mu   sync.Mutex
-	sent []userphone.Message
-	// settle waits until the queue has delivered what it can.
-	settle func()
-}
-
-func (r *recorder) Send(_ context.Context, m userphone.Message) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.sent = append(r.sent, m)
-	return nil
-}
-
-func (r *recorder) last(t *testing.T) userphone.Message {
-	r.settle()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.sent) == 0 {
-		t.Fatal("nothing was sent")
-	}
-	return r.sent[len(r.sent)-1]
-}
-
-func (r *recorder) count() int {
-	r.settle()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.sent)
-}
-
-// newService runs the flow on st (base, possibly wrapped) with a real job
-// queue on base that delivers to sent; configure changes the flow's
-// settings from the tests' defaults.
-func newService(t *testing.T, base *store.Store, st userphone.Store, sent *recorder, now func() time.Time, configure ...func(*flow.Config)) *flow.Service {
-	queue, err := jobs.New(base, jobs.Config{Workers: 2, PollInterval: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := queue.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	cfg := flow.Config{
-		ProcessTTL: 24 * time.Hour, ResendCooldown: time.Minute, MaxCodeAttempts: 5,
-		Secret: bytes.Repeat([]byte{1}, 32), ConfirmURL: "http://userphone.test/confirm",
-	}
-	for _, f := range configure {
-		f(&cfg)
-	}
-	svc, err := flow.New(st, queue, cfg, nil, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := queue.Start(context.Background(), svc, sent); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { queue.Stop(context.Background()) })
-	sent.settle = func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if err := queue.WaitIdle(ctx); err != nil {
-			t.Fatalf("queue did not settle: %v", err)
-		}
-	}
-	return svc
-}
-
-const numberA, numberB = "+4915112345678", "+4915798765432"
-
 // ticking is a clock that moves a minute per call, past every cool-down.
 func ticking() func() time.Time {
 	var mu sync.Mutex
@@ -144,59 +74,36 @@ func ticking() func() time.Time {
 	}
 }
 
-func tokenOf(t *testing.T, m userphone.Message) string {
-	i := bytes.Index([]byte(m.Text), []byte("token="))
-	if i < 0 {
-		t.Fatalf("no link in %q", m.Text)
-	}
-	end := i + len("token=")
-	for end < len(m.Text) && m.Text[end] != '\n' && m.Text[end] != ' ' {
-		end++
-	}
-	return m.Text[i+len("token=") : end]
-}
-
-func codeOf(m userphone.Message) string { return m.Text[:6] }
-
 // withVerifiedNumberAndPendingChange gives alice numberA and a pending
 // change to numberB, and returns the link's token.
-func withVerifiedNumberAndPendingChange(t *testing.T, svc *flow.Service, sent *recorder) (userphone.Identity, string) {
-	ctx := context.Background()
-	alice := userphone.Identity{Subject: "alice", Email: "alice@example.com"}
-	if _, _, err := svc.RequestChange(ctx, alice, numberA); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := svc.Verify(ctx, alice, codeOf(sent.last(t))); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := svc.RequestChange(ctx, alice, numberB); err != nil {
-		t.Fatal(err)
-	}
-	return alice, tokenOf(t, sent.last(t))
+func withVerifiedNumberAndPendingChange(r *rig) (userphone.Identity, string) {
+	alice := user("alice", "alice@example.com")
+	r.verifyNumber(alice, numberA)
+	r.request(alice, numberB)
+	return alice, r.linkToken(alice.Email)
 }
 
 // On PostgreSQL a PUT can commit between Confirm's first, unlocked read of
 // the link and its lock on the user. (SQLite's immediate transactions
 // serialise the two whole requests, so the gap does not exist there.)
 func TestConfirmDoesNotReviveAChangeCancelledInTheGap(t *testing.T) {
-	base := storetest.New(t, store.Postgres)
-	hooked := &hookStore{Store: base, method: "ChangeByEmailToken"}
-	sent := &recorder{}
-	svc := newService(t, base, hooked, sent, ticking())
-	alice, token := withVerifiedNumberAndPendingChange(t, svc, sent)
+	hooked := &hookStore{method: "ChangeByEmailToken"}
+	r := newRig(t, store.Postgres, rigOptions{wrap: hooked.wrap, now: ticking()})
+	svc := r.svc
+	alice, token := withVerifiedNumberAndPendingChange(r)
 	hooked.hook = func() {
 		// The user takes it back: PUT of their verified number cancels the change.
 		if _, created, err := svc.RequestChange(context.Background(), alice, numberA); err != nil || created {
 			t.Errorf("cancelling PUT: created=%v err=%v", created, err)
 		}
 	}
-	before := sent.count()
+	before := len(r.messages())
 	conf, err := svc.Confirm(context.Background(), token)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if conf.State != flow.LinkUsed || sent.count() != before {
-		t.Fatalf("confirm after the cancel: state %v, %d messages sent", conf.State, sent.count()-before)
+	if conf.State != userphone.LinkUsed || len(r.messages()) != before {
+		t.Fatalf("confirm after the cancel: state %v, %d messages sent", conf.State, len(r.messages())-before)
 	}
 	p, _, _ := svc.Check(context.Background(), alice)
 	if p.Pending != nil {
@@ -205,11 +112,10 @@ func TestConfirmDoesNotReviveAChangeCancelledInTheGap(t *testing.T) {
 }
 
 func TestConfirmRefusesALinkReplacedInTheGap(t *testing.T) {
-	base := storetest.New(t, store.Postgres)
-	hooked := &hookStore{Store: base, method: "ChangeByEmailToken"}
-	sent := &recorder{}
-	svc := newService(t, base, hooked, sent, ticking())
-	alice, token := withVerifiedNumberAndPendingChange(t, svc, sent)
+	hooked := &hookStore{method: "ChangeByEmailToken"}
+	r := newRig(t, store.Postgres, rigOptions{wrap: hooked.wrap, now: ticking()})
+	svc := r.svc
+	alice, token := withVerifiedNumberAndPendingChange(r)
 	hooked.hook = func() {
 		// A resend: a new link replaces the old one.
 		if _, _, err := svc.RequestChange(context.Background(), alice, numberB); err != nil {
@@ -220,11 +126,11 @@ func TestConfirmRefusesALinkReplacedInTheGap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if conf.State != flow.LinkUnknown {
+	if conf.State != userphone.LinkUnknown {
 		t.Fatalf("the replaced link answered %v, want LinkUnknown", conf.State)
 	}
-	if m := sent.last(t); m.Channel != userphone.ChannelEmail {
-		t.Fatalf("the replaced link sent a %s", m.Channel)
+	if m := r.messages(); m[len(m)-1].Channel != userphone.ChannelEmail {
+		t.Fatalf("the replaced link sent a %s", m[len(m)-1].Channel)
 	}
 }
 
@@ -233,15 +139,12 @@ func TestConfirmRefusesALinkReplacedInTheGap(t *testing.T) {
 func TestCheckSeesOneSnapshot(t *testing.T) {
 	for _, d := range storetest.Dialects {
 		t.Run(string(d), func(t *testing.T) {
-			base := storetest.New(t, d)
-			hooked := &hookStore{Store: base, method: "GetUser"}
-			sent := &recorder{}
-			svc := newService(t, base, hooked, sent, ticking())
-			alice := userphone.Identity{Subject: "alice", Email: "alice@example.com"}
-			if _, _, err := svc.RequestChange(context.Background(), alice, numberA); err != nil {
-				t.Fatal(err)
-			}
-			code := codeOf(sent.last(t))
+			hooked := &hookStore{method: "GetUser"}
+			r := newRig(t, d, rigOptions{wrap: hooked.wrap, now: ticking()})
+			svc := r.svc
+			alice := user("alice", "alice@example.com")
+			r.request(alice, numberA)
+			code := r.code(numberA)
 			hooked.hook = func() {
 				if _, err := svc.Verify(context.Background(), alice, code); err != nil {
 					t.Errorf("verify in the gap: %v", err)

@@ -3,7 +3,6 @@ package flow
 import (
 	"context"
 	"crypto/hmac"
-	"time"
 
 	"github.com/pace/userphone"
 )
@@ -15,67 +14,33 @@ func (s *Service) Verify(ctx context.Context, id userphone.Identity, code string
 	// outcome is an error that must still commit the state that led to it:
 	// a counted wrong attempt, a cancellation, an expiry.
 	var outcome error
-	err := s.inTx(ctx, func(ctx context.Context, tx userphone.Tx, now time.Time) error {
+	err := s.inTx(ctx, func(t *txn) error {
 		outcome = nil
-		user, err := tx.UpsertUser(ctx, id, now)
+		user, err := t.tx.UpsertUser(t.ctx, id, t.now)
 		if err != nil {
 			return err
 		}
-		c, err := tx.OpenChange(ctx, user.ID)
+		c, err := t.tx.OpenChange(t.ctx, user.ID)
 		if err != nil {
 			return err
 		}
 		if c == nil {
-			return noPending(ctx, tx, user.ID)
+			return noPending(t, user.ID)
 		}
-		c.UpdatedAt = now
+		c.UpdatedAt = t.now
 		switch {
-		case c.ExpiredAt(now):
+		case c.ExpiredAt(t.now):
 			outcome = expired()
-			return s.expire(ctx, tx, c, now)
+			return s.expire(t, c)
 		case c.Status == userphone.StatusAwaitingEmailConfirmation:
 			return userphone.Errorf(userphone.CodeEmailConfirmationPending,
 				"Confirm the change with the link in the e-mail first; the SMS with the code follows.")
 		case !hmac.Equal(s.codeHash(c.ID, code), c.CodeHash):
-			outcome = s.wrongCode(c, now)
-			if err := tx.SaveChange(ctx, c); err != nil {
-				return err
-			}
-			if err := s.record(ctx, tx, userphone.EventVerifyFailed, user.ID, c, "", "", now); err != nil {
-				return err
-			}
-			if c.Status == userphone.StatusCancelled {
-				return s.record(ctx, tx, userphone.EventCancelled, user.ID, c, "", c.CancelReason, now)
-			}
-			return nil
-		}
-		previous, err := tx.TakeVerifiedNumber(ctx, user.ID, c.PhoneNumber, now)
-		if err != nil {
+			outcome, err = s.countWrongCode(t, c)
 			return err
 		}
-		c.Close(userphone.StatusVerified, "", now)
-		if err := tx.SaveChange(ctx, c); err != nil {
-			return err
-		}
-		if err := s.record(ctx, tx, userphone.EventVerified, user.ID, c, "", "", now); err != nil {
-			return err
-		}
-		for _, prev := range previous {
-			s.log.Info("verified number moved to another user", "change", c.ID)
-			if err := s.record(ctx, tx, userphone.EventMovedAway, prev.ID, c, "", "", now); err != nil {
-				return err
-			}
-			err := s.queue.Enqueue(ctx, tx, userphone.Outgoing{
-				Kind: KindNumberRemoved, ChangeID: c.ID, UserID: prev.ID, Number: c.PhoneNumber,
-				RequestID: userphone.RequestMetaFrom(ctx).ID,
-			})
-			if err != nil {
-				return err
-			}
-		}
-		user.PhoneNumber, user.PhoneVerifiedAt = c.PhoneNumber, &now
-		p = view(user, nil)
-		return nil
+		p, err = s.takeNumber(t, user, c)
+		return err
 	})
 	if err != nil {
 		return userphone.Phone{}, err
@@ -86,19 +51,74 @@ func (s *Service) Verify(ctx context.Context, id userphone.Identity, code string
 	return p, nil
 }
 
+// countWrongCode counts a wrong attempt at c's code, cancelling c when none
+// are left, and records both. It returns the caller's answer, and an error
+// when the recording failed.
+func (s *Service) countWrongCode(t *txn, c *userphone.PhoneChange) (answer, err error) {
+	answer = s.wrongCode(t, c)
+	if err := t.tx.SaveChange(t.ctx, c); err != nil {
+		return nil, err
+	}
+	if err := s.record(t, userphone.EventVerifyFailed, c, ""); err != nil {
+		return nil, err
+	}
+	if c.Status == userphone.StatusCancelled {
+		return answer, s.record(t, userphone.EventCancelled, c, c.CancelReason)
+	}
+	return answer, nil
+}
+
+// takeNumber closes c as verified and makes its number the user's,
+// taking it from whoever had it verified before; they are told by e-mail.
+func (s *Service) takeNumber(t *txn, user userphone.User, c *userphone.PhoneChange) (userphone.Phone, error) {
+	previous, err := t.tx.TakeVerifiedNumber(t.ctx, user.ID, c.PhoneNumber, t.now)
+	if err != nil {
+		return userphone.Phone{}, err
+	}
+	c.Close(userphone.StatusVerified, "", t.now)
+	if err := t.tx.SaveChange(t.ctx, c); err != nil {
+		return userphone.Phone{}, err
+	}
+	if err := s.record(t, userphone.EventVerified, c, ""); err != nil {
+		return userphone.Phone{}, err
+	}
+	for _, prev := range previous {
+		if err := s.tellOfMovedNumber(t, prev, c); err != nil {
+			return userphone.Phone{}, err
+		}
+	}
+	now := t.now
+	user.PhoneNumber, user.PhoneVerifiedAt = c.PhoneNumber, &now
+	return view(user, nil), nil
+}
+
+// tellOfMovedNumber records that prev lost their verified number to the
+// change c, and queues the e-mail that tells them.
+func (s *Service) tellOfMovedNumber(t *txn, prev userphone.User, c *userphone.PhoneChange) error {
+	s.log.Info("verified number moved to another user", "change", c.ID)
+	moved := userphone.Event{Kind: userphone.EventMovedAway, UserID: prev.ID, ChangeID: c.ID, PhoneNumber: c.PhoneNumber}
+	if err := s.recordEvent(t, moved); err != nil {
+		return err
+	}
+	return s.queue.Enqueue(t.ctx, t.tx, userphone.Outgoing{
+		Kind: KindNumberRemoved, ChangeID: c.ID, UserID: prev.ID, Number: c.PhoneNumber,
+		RequestID: userphone.RequestMetaFrom(t.ctx).ID,
+	})
+}
+
 // wrongCode counts a wrong attempt and cancels the change when none are
 // left. The user row lock taken before makes the count exact under
 // concurrent verifies.
-func (s *Service) wrongCode(c *userphone.PhoneChange, now time.Time) error {
+func (s *Service) wrongCode(t *txn, c *userphone.PhoneChange) error {
 	c.Attempts++
 	left := s.cfg.MaxCodeAttempts - c.Attempts
 	if left <= 0 {
-		c.Close(userphone.StatusCancelled, userphone.CancelTooManyAttempts, now)
+		c.Close(userphone.StatusCancelled, userphone.CancelTooManyAttempts, t.now)
 		e := userphone.Errorf(userphone.CodeTooManyAttempts,
 			"The code was wrong too often, so the change is cancelled; ask for the number again to get a new code.")
 		// A new change must wait out the cool-down since the last SMS.
 		if c.LastSentAt != nil {
-			e.RetryAfter = max(0, c.LastSentAt.Add(s.cfg.ResendCooldown).Sub(now))
+			e.RetryAfter = max(0, c.LastSentAt.Add(s.cfg.ResendCooldown).Sub(t.now))
 		}
 		return e
 	}
@@ -109,8 +129,8 @@ func (s *Service) wrongCode(c *userphone.PhoneChange, now time.Time) error {
 	}
 }
 
-func noPending(ctx context.Context, tx userphone.Tx, userID string) error {
-	latest, err := tx.LatestChange(ctx, userID)
+func noPending(t *txn, userID string) error {
+	latest, err := t.tx.LatestChange(t.ctx, userID)
 	if err != nil {
 		return err
 	}

@@ -5,9 +5,10 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -21,13 +22,16 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/pace/userphone"
+	"github.com/pace/userphone/internal/logs"
 	"github.com/pace/userphone/store"
 )
 
-// Config tunes the queue. Every field has a default, given with its reason.
+// Config tunes the queue. DefaultConfig gives every field its default,
+// with the reason next to it.
 type Config struct {
 	// Workers is how many messages one replica sends at once; 0 makes an
-	// API-only replica that inserts jobs but works none.
+	// API-only replica that inserts jobs but works none, and
+	// WorkersForDialect picks the dialect's default.
 	Workers int
 	// MaxAttempts is how often a message is tried before the change is
 	// marked as failed delivery.
@@ -46,6 +50,37 @@ type Config struct {
 	// within RescueAfter + 30 s.
 	RescueAfter time.Duration
 	Log         *slog.Logger
+}
+
+// DefaultConfig is the queue's configuration unless an operator says
+// otherwise.
+func DefaultConfig() Config {
+	return Config{
+		Workers:      WorkersForDialect,
+		MaxAttempts:  DefaultMaxAttempts,
+		FirstRetry:   DefaultFirstRetry,
+		Retention:    DefaultRetention,
+		PollInterval: DefaultPollInterval,
+		RescueAfter:  DefaultRescueAfter,
+	}
+}
+
+// WorkersForDialect, as Config.Workers, picks the number of workers by
+// the database: sends wait on providers (a few hundred ms each), not the
+// CPU, so a replica on PostgreSQL sends PostgresWorkers at once, about a
+// hundred SMS a second through a real provider; SQLite's pool has 4
+// connections, and SQLiteWorkers leave it room to answer requests.
+const (
+	WorkersForDialect = -1
+	PostgresWorkers   = 32
+	SQLiteWorkers     = 4
+)
+
+// Database is what the queue needs of the store: its dialect, and the
+// pool under it, in which the queue keeps its own tables.
+type Database interface {
+	Dialect() store.Dialect
+	SQLDB() *sql.DB
 }
 
 const (
@@ -99,7 +134,7 @@ type Flow interface {
 // Queue inserts jobs in the callers' transactions and, unless it is
 // API-only, works them.
 type Queue struct {
-	st     *store.Store
+	st     Database
 	cfg    Config
 	log    *slog.Logger
 	db     *sql.DB
@@ -112,29 +147,13 @@ type Queue struct {
 }
 
 // New sets up the queue on the store's database. It does not start work.
-func New(st *store.Store, cfg Config) (*Queue, error) {
-	if cfg.MaxAttempts <= 0 {
-		cfg.MaxAttempts = DefaultMaxAttempts
-	}
-	if cfg.FirstRetry <= 0 {
-		cfg.FirstRetry = DefaultFirstRetry
-	}
-	if cfg.Retention <= 0 {
-		cfg.Retention = DefaultRetention
-	}
-	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = DefaultPollInterval
-	}
-	if cfg.RescueAfter <= 0 {
-		cfg.RescueAfter = DefaultRescueAfter
-	}
+// A zero field of cfg takes its DefaultConfig value.
+func New(st Database, cfg Config) (*Queue, error) {
+	cfg = withDefaults(cfg, st.Dialect())
 	if cfg.RescueAfter <= JobTimeout {
 		return nil, fmt.Errorf("jobs: the rescue delay %v must exceed the job timeout %v, or live sends would be taken for orphans", cfg.RescueAfter, JobTimeout)
 	}
-	log := cfg.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logs.OrDiscard(cfg.Log)
 	q := &Queue{cfg: cfg, log: log, db: st.SQLDB(), st: st}
 	if st.Dialect() == store.Postgres {
 		q.driver = riverdatabasesql.New(st.SQLDB())
@@ -170,6 +189,22 @@ func New(st *store.Store, cfg Config) (*Queue, error) {
 	}
 	q.client = client
 	return q, nil
+}
+
+func withDefaults(cfg Config, dialect store.Dialect) Config {
+	def := DefaultConfig()
+	if cfg.Workers == WorkersForDialect {
+		cfg.Workers = PostgresWorkers
+		if dialect == store.SQLite {
+			cfg.Workers = SQLiteWorkers
+		}
+	}
+	cfg.MaxAttempts = cmp.Or(cfg.MaxAttempts, def.MaxAttempts)
+	cfg.FirstRetry = cmp.Or(cfg.FirstRetry, def.FirstRetry)
+	cfg.Retention = cmp.Or(cfg.Retention, def.Retention)
+	cfg.PollInterval = cmp.Or(cfg.PollInterval, def.PollInterval)
+	cfg.RescueAfter = cmp.Or(cfg.RescueAfter, def.RescueAfter)
+	return cfg
 }
 
 // Migrate applies River's own migrations, beside the store's.
@@ -227,15 +262,11 @@ func (q *Queue) Stop(ctx context.Context) error {
 // Enqueue inserts m in tx, the store transaction of the state change that
 // announces it: the job commits or rolls back with that change.
 func (q *Queue) Enqueue(ctx context.Context, tx userphone.Tx, m userphone.Outgoing) error {
-	st, ok := tx.(interface{ SQLTx() (*sql.Tx, bool) })
-	if !ok {
-		return errors.New("jobs: the transaction does not expose its *sql.Tx")
+	sqlTx, err := store.SQLTxOf(tx)
+	if err != nil {
+		return fmt.Errorf("jobs: %w", err)
 	}
-	sqlTx, ok := st.SQLTx()
-	if !ok {
-		return errors.New("jobs: enqueue outside a transaction")
-	}
-	_, err := q.client.InsertTx(ctx, sqlTx, sendArgs{Outgoing: m}, nil)
+	_, err = q.client.InsertTx(ctx, sqlTx, sendArgs{Outgoing: m}, nil)
 	return err
 }
 
@@ -281,6 +312,26 @@ func (q *Queue) WaitIdle(ctx context.Context) error {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
+}
+
+// Queued returns the messages waiting to be sent (due, waiting for a
+// retry, or scheduled), oldest first: what an API-only replica has queued
+// for the others, for tools and tests that read it.
+func (q *Queue) Queued(ctx context.Context) ([]userphone.Outgoing, error) {
+	params := river.NewJobListParams().Kinds(sendArgs{}.Kind()).States(waitingStates...).First(10_000)
+	res, err := q.client.JobList(ctx, params)
+	if err != nil {
+		return nil, fmt.Errorf("list the waiting messages: %w", err)
+	}
+	out := make([]userphone.Outgoing, 0, len(res.Jobs))
+	for _, j := range res.Jobs {
+		var a sendArgs
+		if err := json.Unmarshal(j.EncodedArgs, &a); err != nil {
+			return nil, fmt.Errorf("read waiting message %d: %w", j.ID, err)
+		}
+		out = append(out, a.Outgoing)
+	}
+	return out, nil
 }
 
 // waitingStates are those of a message not yet sent nor being sent.

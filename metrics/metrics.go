@@ -27,6 +27,7 @@ import (
 	"github.com/pace/userphone"
 	"github.com/pace/userphone/delivery"
 	"github.com/pace/userphone/flow"
+	"github.com/pace/userphone/internal/logs"
 	"github.com/pace/userphone/server"
 )
 
@@ -223,9 +224,7 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 // fails (the queue's database) loses its own metrics only, is logged, and
 // counts in promhttp_metric_handler_errors_total.
 func (m *Metrics) Handler(log *slog.Logger) http.Handler {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = logs.OrDiscard(log)
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
 		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		ErrorHandling: promhttp.ContinueOnError,

@@ -18,10 +18,8 @@ import (
 // person could reasonably type for one number.
 const maxInputLen = 32
 
-const pointer = "/data/attributes/phoneNumber"
-
 func invalid(detail string) *userphone.Error {
-	return &userphone.Error{Code: userphone.CodeInvalidPhoneNumber, Detail: detail, Pointer: pointer}
+	return &userphone.Error{Code: userphone.CodeInvalidPhoneNumber, Detail: detail, Field: userphone.FieldPhoneNumber}
 }
 
 // Normalize parses a number typed by a user and returns it in E.164.

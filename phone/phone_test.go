@@ -46,8 +46,8 @@ func TestNormalize(t *testing.T) {
 				t.Fatalf("Normalize(%q) = %q; want refusal", tt.raw, got)
 			}
 			e := userphone.AsError(err)
-			if e == nil || e.Code != userphone.CodeInvalidPhoneNumber || e.Pointer != "/data/attributes/phoneNumber" {
-				t.Fatalf("Normalize(%q) error = %#v; want invalid-phone-number at the phoneNumber pointer", tt.raw, err)
+			if e == nil || e.Code != userphone.CodeInvalidPhoneNumber || e.Field != userphone.FieldPhoneNumber {
+				t.Fatalf("Normalize(%q) error = %#v; want invalid-phone-number about the phoneNumber field", tt.raw, err)
 			}
 			if !strings.Contains(e.Detail, tt.detail) {
 				t.Errorf("detail %q does not contain %q", e.Detail, tt.detail)

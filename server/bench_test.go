@@ -9,12 +9,12 @@ import (
 	"time"
 
 	"github.com/pace/userphone"
+	"github.com/pace/userphone/app"
 	"github.com/pace/userphone/auth"
 	"github.com/pace/userphone/auth/authtest"
 	"github.com/pace/userphone/flow"
-	"github.com/pace/userphone/jobs"
 	"github.com/pace/userphone/metrics"
-	"github.com/pace/userphone/server"
+	"github.com/pace/userphone/openapi"
 	"github.com/pace/userphone/store"
 	"github.com/pace/userphone/store/storetest"
 )
@@ -28,7 +28,7 @@ func BenchmarkCheckUserPhone(b *testing.B) {
 		for _, signer := range []string{"dev-EdDSA", "oidc-RS256", "oidc-RS256-cached"} {
 			b.Run(string(d)+"/"+signer, func(b *testing.B) {
 				handler, token := benchService(b, d, signer, nil)
-				req := httptest.NewRequest("GET", server.BasePath+"/user/phone", nil)
+				req := httptest.NewRequest("GET", openapi.BasePath+"/user/phone", nil)
 				req.Header.Set("Authorization", "Bearer "+token)
 				b.ReportAllocs()
 				b.ResetTimer()
@@ -48,10 +48,10 @@ func BenchmarkCheckUserPhone(b *testing.B) {
 // (no database, no token: the middleware's share is largest there) and a
 // whole GET /user/phone, each without and with the Prometheus observer.
 func BenchmarkObserver(b *testing.B) {
-	for _, path := range []string{"/health/live", server.BasePath + "/user/phone"} {
+	for _, path := range []string{"/health/live", openapi.BasePath + "/user/phone"} {
 		for _, observed := range []bool{false, true} {
 			name := path + "/off"
-			var obs server.Observer
+			var obs *metrics.Metrics
 			if observed {
 				name, obs = path+"/on", metrics.New()
 			}
@@ -73,45 +73,23 @@ func BenchmarkObserver(b *testing.B) {
 	}
 }
 
-func benchService(b *testing.B, d store.Dialect, signer string, obs server.Observer) (http.Handler, string) {
-	st := storetest.New(b, d)
-	dir := b.TempDir()
-	queue, err := jobs.New(st, jobs.Config{}) // insert-only: a GET sends nothing
+func benchService(b *testing.B, d store.Dialect, signer string, m *metrics.Metrics) (http.Handler, string) {
+	cfg := app.DefaultConfig()
+	cfg.Store, cfg.PublicURL = storetest.Config(b, d), "http://userphone.test"
+	cfg.Flow.Secret = bytes.Repeat([]byte{7}, 32)
+	// The figures are the request's own: no limits, no workers (a GET
+	// sends nothing).
+	cfg.Flow.Limits, cfg.HTTP.IPRate, cfg.Jobs.Workers = flow.Limits{}, 0, 0
+	verifier, token := benchVerifier(b, signer, cfg.Store.DataDir)
+	a, err := app.New(cfg, app.Parts{Verifier: verifier, Metrics: m})
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := queue.Migrate(context.Background()); err != nil {
+	b.Cleanup(func() { a.Close() })
+	if err := a.Migrate(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	svc, err := flow.New(st, queue, flow.Config{
-		ProcessTTL: 24 * time.Hour, ResendCooldown: time.Minute, MaxCodeAttempts: 5,
-		Secret: bytes.Repeat([]byte{7}, 32), ConfirmURL: "http://userphone.test/confirm",
-	}, nil, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var verifier auth.Verifier
-	var token string
-	switch signer {
-	case "dev-EdDSA":
-		keys, err := auth.LoadOrCreateDevKeys(dir)
-		if err != nil {
-			b.Fatal(err)
-		}
-		verifier = keys.Verifier(auth.Policy{}, nil, nil)
-		token, _ = keys.Mint(userphone.Identity{Subject: authtest.Subject, Scopes: auth.AllScopes}, time.Hour, time.Now())
-	default:
-		iss := authtest.NewIssuer(b)
-		verifier = iss.Verifier(b)
-		token = iss.Token(b, nil)
-		if signer == "oidc-RS256-cached" {
-			verifier = auth.Cached(verifier, 0, 0, nil)
-		}
-	}
-	handler, err := server.New(server.Config{Flow: svc, Verifier: verifier, Observer: obs})
-	if err != nil {
-		b.Fatal(err)
-	}
+	st := a.Store
 	// A verified number, through the flow itself.
 	ctx := context.Background()
 	id := userphone.Identity{Subject: authtest.Subject}
@@ -124,5 +102,25 @@ func benchService(b *testing.B, d store.Dialect, signer string, obs server.Obser
 	}); err != nil {
 		b.Fatal(err)
 	}
-	return handler, token
+	return a.Handler, token
+}
+
+// benchVerifier returns a verifier of the signer's kind and a token it
+// accepts.
+func benchVerifier(b *testing.B, signer, dir string) (auth.Verifier, string) {
+	switch signer {
+	case "dev-EdDSA":
+		keys, err := auth.LoadOrCreateDevKeys(dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		token, _ := keys.Mint(userphone.Identity{Subject: authtest.Subject, Scopes: auth.AllScopes}, time.Hour, time.Now())
+		return keys.Verifier(auth.Policy{}, nil, nil), token
+	}
+	iss := authtest.NewIssuer(b)
+	var verifier auth.Verifier = iss.Verifier(b)
+	if signer == "oidc-RS256-cached" {
+		verifier = auth.Cached(verifier, 0, 0, nil)
+	}
+	return verifier, iss.Token(b, nil)
 }

@@ -30,8 +30,8 @@ import (
 	"github.com/pace/userphone/internal/testenv"
 	"github.com/pace/userphone/internal/testservers"
 	"github.com/pace/userphone/jobs"
+	"github.com/pace/userphone/openapi"
 	"github.com/pace/userphone/phone"
-	"github.com/pace/userphone/server"
 	"github.com/pace/userphone/store/storetest"
 	"github.com/pace/userphone/templates"
 )
@@ -141,7 +141,7 @@ func TestUsedLinkPageInABrowser(t *testing.T) {
 // confirmLink is the e-mail's link on the test server: the e-mail names
 // the configured public host, which the browser cannot reach.
 func confirmLink(h *harness, token string) string {
-	return h.srv.URL + server.BasePath + "/user/phone/confirm?token=" + url.QueryEscape(token)
+	return h.srv.URL + openapi.BasePath + openapi.ConfirmPath + "?token=" + url.QueryEscape(token)
 }
 
 func wantPendingStatus(t *testing.T, h *harness, tok string, want api.PendingChangeStatus) {

@@ -4,8 +4,9 @@ import (
 	"bytes"
 	"context"
 
-	"github.com/pace/userphone/flow"
+	"github.com/pace/userphone"
 	"github.com/pace/userphone/gen/api"
+	"github.com/pace/userphone/openapi"
 	"github.com/pace/userphone/templates"
 )
 
@@ -23,9 +24,9 @@ func (h *handlers) ShowPhoneConfirmation(ctx context.Context, req api.ShowPhoneC
 		return nil, err
 	}
 	switch conf.State {
-	case flow.LinkValid, flow.LinkConfirmed:
+	case userphone.LinkValid, userphone.LinkConfirmed:
 		return api.ShowPhoneConfirmation200TexthtmlResponse{HTMLPageTexthtmlResponse: api.HTMLPageTexthtmlResponse(page)}, nil
-	case flow.LinkUnknown:
+	case userphone.LinkUnknown:
 		return api.ShowPhoneConfirmation404TexthtmlResponse{HTMLNotFoundTexthtmlResponse: api.HTMLNotFoundTexthtmlResponse(page)}, nil
 	}
 	return api.ShowPhoneConfirmation410TexthtmlResponse{HTMLGoneTexthtmlResponse: api.HTMLGoneTexthtmlResponse(page)}, nil
@@ -42,23 +43,23 @@ func (h *handlers) ConfirmPhoneChange(ctx context.Context, req api.ConfirmPhoneC
 		return nil, err
 	}
 	switch conf.State {
-	case flow.LinkConfirmed:
+	case userphone.LinkConfirmed:
 		return api.ConfirmPhoneChange200TexthtmlResponse{HTMLPageTexthtmlResponse: api.HTMLPageTexthtmlResponse(page)}, nil
-	case flow.LinkUnknown:
+	case userphone.LinkUnknown:
 		return api.ConfirmPhoneChange404TexthtmlResponse{HTMLNotFoundTexthtmlResponse: api.HTMLNotFoundTexthtmlResponse(page)}, nil
 	}
 	return api.ConfirmPhoneChange410TexthtmlResponse{HTMLGoneTexthtmlResponse: api.HTMLGoneTexthtmlResponse(page)}, nil
 }
 
-var pageKinds = map[flow.LinkState]templates.PageKind{
-	flow.LinkValid:     templates.PageConfirm,
-	flow.LinkConfirmed: templates.PageConfirmed,
-	flow.LinkUnknown:   templates.PageUnknownLink,
-	flow.LinkUsed:      templates.PageUsedLink,
-	flow.LinkExpired:   templates.PageExpiredLink,
+var pageKinds = map[userphone.LinkState]templates.PageKind{
+	userphone.LinkValid:     templates.PageConfirm,
+	userphone.LinkConfirmed: templates.PageConfirmed,
+	userphone.LinkUnknown:   templates.PageUnknownLink,
+	userphone.LinkUsed:      templates.PageUsedLink,
+	userphone.LinkExpired:   templates.PageExpiredLink,
 }
 
-func (h *handlers) render(conf flow.Confirmation, token string, acceptLanguage *string) (api.HTMLPageTexthtmlResponse, error) {
+func (h *handlers) render(conf userphone.Confirmation, token string, acceptLanguage *string) (api.HTMLPageTexthtmlResponse, error) {
 	accept := ""
 	if acceptLanguage != nil {
 		accept = *acceptLanguage
@@ -69,7 +70,7 @@ func (h *handlers) render(conf flow.Confirmation, token string, acceptLanguage *
 		Lang:         templates.Lang(conf.Locale, accept),
 		MaskedNumber: conf.MaskedNumber,
 		Token:        token,
-		ActionURL:    h.basePath + "/user/phone/confirm",
+		ActionURL:    openapi.BasePath + openapi.ConfirmPath,
 		ExpiresAt:    conf.ExpiresAt,
 	})
 	return api.HTMLPageTexthtmlResponse{Body: &buf, ContentLength: int64(buf.Len())}, err

@@ -8,7 +8,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/pace/userphone"
+	"github.com/pace/userphone/gen/api"
 )
 
 // sameOriginOnly refuses, with 403 cross-site-request, a request to method
@@ -22,7 +22,7 @@ func sameOriginOnly(method, fullPath string) gin.HandlerFunc {
 			c.Next()
 			return
 		}
-		writeError(c, userphone.Errorf(userphone.CodeCrossSiteRequest,
+		writeError(c, httpErrorf(api.ErrorCodeCrossSiteRequest,
 			"Confirm from the page that the link in the e-mail opens."))
 	}
 }

@@ -71,7 +71,7 @@ func TestConfirmFormFromAnotherSiteIsRefused(t *testing.T) {
 			{"Sec-Fetch-Site", "cross-site", "Origin", h.srv.URL},
 		} {
 			resp, body := h.postConfirm(link, header...)
-			e := wantError(t, http.StatusForbidden, resp.StatusCode, body, userphone.CodeCrossSiteRequest)
+			e := wantError(t, http.StatusForbidden, resp.StatusCode, body, api.ErrorCodeCrossSiteRequest)
 			if e.Id != resp.Header.Get("X-Request-Id") {
 				t.Fatalf("error id %q, X-Request-Id %q", e.Id, resp.Header.Get("X-Request-Id"))
 			}
@@ -148,7 +148,7 @@ func TestCrossSiteRules(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			resp, body := h.postConfirm("unknown-token", c.header...)
 			if c.refused {
-				wantError(t, http.StatusForbidden, resp.StatusCode, body, userphone.CodeCrossSiteRequest)
+				wantError(t, http.StatusForbidden, resp.StatusCode, body, api.ErrorCodeCrossSiteRequest)
 				return
 			}
 			if resp.StatusCode != http.StatusNotFound || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {

@@ -25,7 +25,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/getkin/kin-openapi/openapi3"
 
-	"github.com/pace/userphone"
+	"github.com/pace/userphone/gen/api"
 	"github.com/pace/userphone/openapi"
 	"github.com/pace/userphone/server/apidocs"
 	"github.com/pace/userphone/store"
@@ -93,9 +93,9 @@ func TestAPIReferenceIsServed(t *testing.T) {
 	// Files that are not there, and methods that are not served, get the
 	// API's own error documents.
 	resp, body := h.raw(http.MethodGet, "/docs/assets/swagger-ui-bundle.js.map", "", "")
-	wantError(t, http.StatusNotFound, resp.StatusCode, body, userphone.CodeNotFound)
+	wantError(t, http.StatusNotFound, resp.StatusCode, body, api.ErrorCodeNotFound)
 	resp, body = h.raw(http.MethodPost, "/docs", "text/plain", "x")
-	wantError(t, http.StatusMethodNotAllowed, resp.StatusCode, body, userphone.CodeMethodNotAllowed)
+	wantError(t, http.StatusMethodNotAllowed, resp.StatusCode, body, api.ErrorCodeMethodNotAllowed)
 }
 
 // shownOperation is what the reference shows of one operation.

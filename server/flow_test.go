@@ -8,7 +8,12 @@ import (
 
 	"github.com/pace/userphone"
 	"github.com/pace/userphone/gen/api"
+	"github.com/pace/userphone/internal/testservers"
 )
+
+// The flow's rules are tested in flow/; these walk a change through the
+// API and the confirmation page, and show how HTTP answers each of the
+// flow's outcomes: status, headers and the JSON:API error.
 
 const (
 	numberA = "+4915112345678"
@@ -140,216 +145,74 @@ func TestPutOfTheVerifiedNumberAnswers200AndCancelsThePendingChange(t *testing.T
 	})
 }
 
-func TestResendWaitsForTheCooldownAndVoidsTheOldCode(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, h *harness) {
-		tok := h.token("dave", "dave@example.com")
-		h.put(tok, numberA)
-		first := h.code(numberA)
-
-		r := h.put(tok, numberA)
-		e := wantError(t, 429, r.StatusCode(), r.Body, userphone.CodeRateLimited)
-		if r.HTTPResponse.Header.Get("Retry-After") != "60" {
-			t.Fatalf("Retry-After = %q, want 60 (%v)", r.HTTPResponse.Header.Get("Retry-After"), e)
-		}
-		if n := len(h.messagesTo(numberA)); n != 1 {
-			t.Fatalf("%d SMS sent during the cooldown", n)
-		}
-		h.clock.Advance(61 * time.Second)
-		if r := h.put(tok, numberA); r.StatusCode() != http.StatusCreated {
-			t.Fatalf("resend after cooldown: %d %s", r.StatusCode(), r.Body)
-		}
-		second := h.code(numberA)
-		if n := len(h.messagesTo(numberA)); n != 2 {
-			t.Fatalf("%d SMS, want 2", n)
-		}
-		if first != second {
-			wantError(t, 422, h.verify(tok, first).StatusCode(), h.verify(tok, first).Body, userphone.CodeInvalidCode)
-		}
-		if v := h.verify(tok, second); v.StatusCode() != http.StatusOK {
-			t.Fatalf("new code: %d %s", v.StatusCode(), v.Body)
-		}
-	})
+// wantRetryAfter asserts the refusal's Retry-After header, in seconds.
+func wantRetryAfter(t *testing.T, header http.Header, want string) {
+	t.Helper()
+	if got := header.Get("Retry-After"); got != want {
+		t.Fatalf("Retry-After = %q, want %q", got, want)
+	}
 }
 
-func TestResendOfTheEmailVoidsTheOldLink(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, h *harness) {
-		tok := h.token("erin", "erin@example.com")
-		h.verifyNumber(tok, numberA)
-		h.put(tok, numberB)
-		old := h.linkToken("erin@example.com")
-		h.clock.Advance(time.Minute)
-		if r := h.put(tok, numberB); r.StatusCode() != http.StatusCreated {
-			t.Fatalf("resend: %d %s", r.StatusCode(), r.Body)
-		}
-		fresh := h.linkToken("erin@example.com")
-		if old == fresh {
-			t.Fatal("the resent e-mail carries the same link")
-		}
-		if r := h.confirm(old); r.StatusCode() != http.StatusNotFound {
-			t.Fatalf("old link: %d, want 404", r.StatusCode())
-		}
-		if r := h.confirm(fresh); r.StatusCode() != http.StatusOK {
-			t.Fatalf("new link: %d", r.StatusCode())
-		}
-	})
-}
-
-func TestAnotherNumberSupersedesThePendingChange(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, h *harness) {
-		tok := h.token("frank", "frank@example.com")
-		h.put(tok, numberA)
-		codeA := h.code(numberA)
-		// Switching numbers at once would let anyone send an SMS per request.
-		r := h.put(tok, numberB)
-		wantError(t, 429, r.StatusCode(), r.Body, userphone.CodeRateLimited)
-		if len(h.messagesTo(numberB)) != 0 {
-			t.Fatal("an SMS went out during the cool-down")
-		}
-		h.clock.Advance(time.Minute)
-		r = h.put(tok, numberB)
-		if r.StatusCode() != http.StatusCreated || r.ApplicationvndApiJSON201.Data.Attributes.PendingChange.PhoneNumber != numberB {
-			t.Fatalf("PUT B: %d %s", r.StatusCode(), r.Body)
-		}
-		codeB := h.code(numberB)
-		if codeA != codeB {
-			v := h.verify(tok, codeA)
-			wantError(t, 422, v.StatusCode(), v.Body, userphone.CodeInvalidCode)
-		}
-		if v := h.verify(tok, codeB); v.StatusCode() != http.StatusOK || v.ApplicationvndApiJSON200.Data.Attributes.PhoneNumber != numberB {
-			t.Fatalf("verify B: %d %s", v.StatusCode(), v.Body)
-		}
-	})
-}
-
-func TestWrongCodesCountDownThenCancel(t *testing.T) {
+// Each refusal of the flow, as HTTP answers it: status, code, Retry-After
+// and the error's meta.
+func TestTheFlowsRefusalsInHTTPTerms(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, h *harness) {
 		tok := h.token("gina", "gina@example.com")
 		h.put(tok, numberA)
-		wrong := wrongCode(h.code(numberA))
+		r := h.put(tok, numberA)
+		wantError(t, 429, r.StatusCode(), r.Body, api.ErrorCodeRateLimited)
+		wantRetryAfter(t, r.HTTPResponse.Header, "60")
+
+		wrong := testservers.WrongCode(h.code(numberA))
 		for left := 4; left >= 1; left-- {
 			v := h.verify(tok, wrong)
-			e := wantError(t, 422, v.StatusCode(), v.Body, userphone.CodeInvalidCode)
+			e := wantError(t, 422, v.StatusCode(), v.Body, api.ErrorCodeInvalidCode)
 			if e.Meta == nil || e.Meta.RemainingAttempts == nil || *e.Meta.RemainingAttempts != left {
 				t.Fatalf("remainingAttempts = %+v, want %d", e.Meta, left)
 			}
 		}
 		v := h.verify(tok, wrong)
-		wantError(t, 429, v.StatusCode(), v.Body, userphone.CodeTooManyAttempts)
-		if got := v.HTTPResponse.Header.Get("Retry-After"); got != "60" {
-			t.Fatalf("Retry-After = %q, want the cool-down of 60 s", got)
-		}
-		// Starting over at once would give a fresh set of guesses: it waits.
-		r := h.put(tok, numberA)
-		wantError(t, 429, r.StatusCode(), r.Body, userphone.CodeRateLimited)
-		// The change is gone: even the right code no longer works.
+		wantError(t, 429, v.StatusCode(), v.Body, api.ErrorCodeTooManyAttempts)
+		wantRetryAfter(t, v.HTTPResponse.Header, "60")
 		v = h.verify(tok, h.code(numberA))
-		wantError(t, 404, v.StatusCode(), v.Body, userphone.CodeNoPendingVerification)
-		wantError(t, 404, h.check(tok).StatusCode(), h.check(tok).Body, userphone.CodeNotFound)
+		wantError(t, 404, v.StatusCode(), v.Body, api.ErrorCodeNoPendingVerification)
+		wantError(t, 404, h.check(tok).StatusCode(), h.check(tok).Body, api.ErrorCodeNotFound)
+
+		kim := h.token("kim", "")
+		h.verifyNumber(kim, numberB)
+		r = h.put(kim, "+4915200000001")
+		wantError(t, 409, r.StatusCode(), r.Body, api.ErrorCodeEmailRequired)
 	})
 }
 
-func wrongCode(code string) string {
-	if code == "000000" {
-		return "111111"
-	}
-	return "000000"
-}
-
-func TestChangesExpireAfterTheProcessTTL(t *testing.T) {
+// The confirmation link's states as the page answers them, and a change
+// past its limit as the API does.
+func TestLinksAndExpiryInHTTPTerms(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, h *harness) {
 		tok := h.token("hank", "hank@example.com")
 		h.verifyNumber(tok, numberA)
 		h.put(tok, numberB)
+		old := h.linkToken("hank@example.com")
+		h.clock.Advance(time.Minute)
+		h.put(tok, numberB) // a resend: a new link replaces the old one
 		link := h.linkToken("hank@example.com")
+		if r := h.confirm(old); r.StatusCode() != http.StatusNotFound {
+			t.Fatalf("the replaced link: %d, want 404", r.StatusCode())
+		}
 		h.clock.Advance(24*time.Hour + time.Second)
-
 		if page := h.showConfirmation(link); page.StatusCode() != http.StatusGone {
-			t.Fatalf("expired link page: %d", page.StatusCode())
+			t.Fatalf("the expired link's page: %d, want 410", page.StatusCode())
 		}
 		if r := h.confirm(link); r.StatusCode() != http.StatusGone {
-			t.Fatalf("expired link confirm: %d", r.StatusCode())
+			t.Fatalf("the expired link's confirm: %d, want 410", r.StatusCode())
 		}
 		v := h.verify(tok, "123456")
-		wantError(t, 404, v.StatusCode(), v.Body, userphone.CodeVerificationExpired)
+		wantError(t, 404, v.StatusCode(), v.Body, api.ErrorCodeVerificationExpired)
 		c := h.check(tok)
-		if c.StatusCode() != http.StatusOK || c.ApplicationvndApiJSON200.Data.Attributes.PendingChange != nil ||
-			c.ApplicationvndApiJSON200.Data.Attributes.PhoneNumber != numberA {
-			t.Fatalf("check after expiry: %s", c.Body)
+		if c.StatusCode() != http.StatusOK || c.ApplicationvndApiJSON200.Data.Attributes.PendingChange != nil {
+			t.Fatalf("check after expiry: %d %s", c.StatusCode(), c.Body)
 		}
-		if r := h.put(tok, numberB); r.StatusCode() != http.StatusCreated {
-			t.Fatalf("a new change after expiry: %d %s", r.StatusCode(), r.Body)
-		}
-	})
-}
-
-func TestVerifyOfAnAwaitingCodeChangePastItsLimit(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, h *harness) {
-		tok := h.token("ivy", "ivy@example.com")
-		h.put(tok, numberA)
-		code := h.code(numberA)
-		h.clock.Advance(24 * time.Hour)
-		v := h.verify(tok, code)
-		wantError(t, 404, v.StatusCode(), v.Body, userphone.CodeVerificationExpired)
-		wantError(t, 404, h.check(tok).StatusCode(), h.check(tok).Body, userphone.CodeNotFound)
-	})
-}
-
-func TestVerifyWithNothingPending(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, h *harness) {
-		v := h.verify(h.token("jack", ""), "123456")
-		wantError(t, 404, v.StatusCode(), v.Body, userphone.CodeNoPendingVerification)
-	})
-}
-
-func TestChangeWithoutKnownEmailIsRefusedAndChangesNothing(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, h *harness) {
-		tok := h.token("kim", "")
-		h.verifyNumber(tok, numberA)
-		h.put(tok, numberB) // no e-mail: refused
-		before := h.check(tok).Body
-		r := h.put(tok, "+4915200000001")
-		wantError(t, 409, r.StatusCode(), r.Body, userphone.CodeEmailRequired)
-		if after := h.check(tok).Body; string(after) != string(before) {
-			t.Fatalf("state changed:\nbefore %s\nafter  %s", before, after)
-		}
-		// A token with the e-mail claim fixes it, and the address is remembered.
-		if r := h.put(h.token("kim", "kim@example.com"), numberB); r.StatusCode() != http.StatusCreated {
-			t.Fatalf("with e-mail: %d %s", r.StatusCode(), r.Body)
-		}
-		h.clock.Advance(time.Minute)
-		if r := h.put(tok, numberB); r.StatusCode() != http.StatusCreated {
-			t.Fatalf("remembered e-mail: %d %s", r.StatusCode(), r.Body)
-		}
-	})
-}
-
-func TestVerifiedNumberMovesToTheUserWhoProvesItLast(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, h *harness) {
-		first := h.token("first", "first@example.com")
-		second := h.token("second", "second@example.com")
-		h.verifyNumber(first, numberA)
-
-		r := h.put(second, numberA)
-		if r.StatusCode() != http.StatusCreated {
-			t.Fatalf("PUT by the second user: %d %s", r.StatusCode(), r.Body)
-		}
-		// Nothing tells the second user that the number belongs to someone.
-		if strings.Contains(string(r.Body), "first") {
-			t.Fatalf("response reveals the owner: %s", r.Body)
-		}
-		if len(h.messagesTo("first@example.com")) != 0 {
-			t.Fatal("the owner was told before possession was proven")
-		}
-		if v := h.verify(second, h.code(numberA)); v.StatusCode() != http.StatusOK {
-			t.Fatalf("verify by the second user: %d %s", v.StatusCode(), v.Body)
-		}
-		wantError(t, 404, h.check(first).StatusCode(), h.check(first).Body, userphone.CodeNotFound)
-		if c := h.check(second); c.StatusCode() != 200 || c.ApplicationvndApiJSON200.Data.Attributes.PhoneNumber != numberA {
-			t.Fatalf("second user: %s", c.Body)
-		}
-		mails := h.messagesTo("first@example.com")
-		if len(mails) != 1 || mails[0].Kind != "number-removed" || strings.Contains(mails[0].Text, numberA) {
-			t.Fatalf("the first user must be told, with the number masked: %+v", mails)
-		}
+		v = h.verify(h.token("jack", ""), "123456")
+		wantError(t, 404, v.StatusCode(), v.Body, api.ErrorCodeNoPendingVerification)
 	})
 }

@@ -10,17 +10,17 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pace/userphone"
+	"github.com/pace/userphone/app"
 	"github.com/pace/userphone/auth"
 	"github.com/pace/userphone/flow"
 	"github.com/pace/userphone/gen/api"
 	"github.com/pace/userphone/internal/contract"
-	"github.com/pace/userphone/server"
-	"github.com/pace/userphone/store"
+	"github.com/pace/userphone/internal/testservers"
+	"github.com/pace/userphone/openapi"
 )
 
 // The fuzz targets drive the real handler in process, on a SQLite store of
@@ -61,7 +61,7 @@ func FuzzUpdateUserPhoneBody(f *testing.F) {
 			t.Skip("net/http refuses such a header value before a handler sees it")
 		}
 		n++
-		env.do(t, "PUT", server.BasePath+"/user/phone", contentType, body, toks[n%users])
+		env.do(t, "PUT", openapi.BasePath+"/user/phone", contentType, body, toks[n%users])
 	})
 }
 
@@ -74,16 +74,16 @@ func FuzzVerifyBody(f *testing.F) {
 		}
 		// A fresh user with a first number that waits for its code.
 		id := env.identity("verify")
-		p, _, err := env.flow.RequestChange(context.Background(), id, env.number("+49151"))
+		p, _, err := env.app.Flow.RequestChange(context.Background(), id, env.number("+49151"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		code := codeInSMS.FindStringSubmatch(env.message(t, p.Pending.ID).Text)
-		if code == nil {
+		code, ok := testservers.SMSCode(env.message(t, p.Pending.ID).Text)
+		if !ok {
 			t.Fatal("no code in the SMS")
 		}
-		body = bytes.ReplaceAll(body, []byte("CODE"), []byte(code[1]))
-		env.do(t, "PUT", server.BasePath+"/user/phone/verify", contentType, body, env.token(t, id))
+		body = bytes.ReplaceAll(body, []byte("CODE"), []byte(code))
+		env.do(t, "PUT", openapi.BasePath+"/user/phone/verify", contentType, body, env.token(t, id))
 	})
 }
 
@@ -98,102 +98,79 @@ func FuzzConfirmForm(f *testing.F) {
 		// that waits for the e-mail link.
 		id := env.identity("confirm")
 		env.verifiedUser(t, id, env.number("+49151"))
-		p, _, err := env.flow.RequestChange(context.Background(), id, env.number("+49157"))
+		p, _, err := env.app.Flow.RequestChange(context.Background(), id, env.number("+49157"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		link := tokenInLink.FindStringSubmatch(env.message(t, p.Pending.ID).Text)
-		if link == nil {
+		link, ok := testservers.ConfirmLinkToken(env.message(t, p.Pending.ID).Text)
+		if !ok {
 			t.Fatal("no link in the e-mail")
 		}
-		query = strings.ReplaceAll(query, "TOKEN", link[1])
-		body = bytes.ReplaceAll(body, []byte("TOKEN"), []byte(link[1]))
+		query = strings.ReplaceAll(query, "TOKEN", link)
+		body = bytes.ReplaceAll(body, []byte("TOKEN"), []byte(link))
 
 		// The page first, as a browser would: it must change nothing.
-		if u, err := url.ParseRequestURI(server.BasePath + "/user/phone/confirm?" + query); err == nil && !strings.ContainsAny(query, " \t") {
+		if u, err := url.ParseRequestURI(openapi.BasePath + openapi.ConfirmPath + "?" + query); err == nil && !strings.ContainsAny(query, " \t") {
 			env.doURL(t, "GET", u, "", nil, "")
 		}
-		env.do(t, "POST", server.BasePath+"/user/phone/confirm", contentType, body, "")
+		env.do(t, "POST", openapi.BasePath+openapi.ConfirmPath, contentType, body, "")
 	})
 }
 
-// fuzzEnv is the service as the harness builds it, less what needs a
-// *testing.T, set up once per fuzzing process.
+// fuzzEnv is the service as app.New builds it, less what needs a
+// *testing.T, set up once per fuzzing process: an API-only replica, whose
+// queued messages the targets compose to read codes and links.
 type fuzzEnv struct {
-	handler http.Handler
-	flow    *flow.Service
-	store   *store.Store
-	keys    *auth.DevKeys
-	queue   *recordingQueue
-	n       int
+	app  *app.App
+	keys *auth.DevKeys
+	n    int
 }
 
 func newFuzzEnv(tb testing.TB) *fuzzEnv {
 	tb.Helper()
 	dir := tb.TempDir()
-	st, err := store.Open(store.Config{DataDir: dir})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { st.Close() })
-	if err := st.Migrate(context.Background()); err != nil {
-		tb.Fatal(err)
-	}
 	keys, err := auth.LoadOrCreateDevKeys(dir)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	queue := &recordingQueue{sent: map[string]userphone.Outgoing{}}
-	svc, err := flow.New(st, queue, flow.Config{
-		// No cool-down and no limits: a user's second request must not
-		// be a 429 that hides what lies behind it.
-		ProcessTTL: 24 * time.Hour, ResendCooldown: 0, MaxCodeAttempts: 5,
-		Secret:     bytes.Repeat([]byte{7}, 32),
-		ConfirmURL: "http://userphone.test" + server.BasePath + "/user/phone/confirm",
-	}, nil, nil)
+	cfg := app.DefaultConfig()
+	cfg.Store.DataDir, cfg.PublicURL = dir, "http://userphone.test"
+	cfg.Flow.Secret = bytes.Repeat([]byte{7}, 32)
+	// No cool-down and no limits: a user's second request must not be a
+	// 429 that hides what lies behind it. IPRate 0: every input comes
+	// from the same address. No workers: the messages stay queued.
+	cfg.Flow.ResendCooldown, cfg.Flow.Limits = 0, flow.Limits{}
+	cfg.HTTP.IPRate, cfg.Jobs.Workers = 0, 0
+	a, err := app.New(cfg, app.Parts{Verifier: keys.Verifier(auth.Policy{}, nil, nil)})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	// IPRate 0: every input comes from the same address.
-	handler, err := server.New(server.Config{Flow: svc, Verifier: keys.Verifier(auth.Policy{}, nil, nil), Ready: st.Ping})
-	if err != nil {
+	tb.Cleanup(func() { a.Close() })
+	if err := a.Migrate(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
-	return &fuzzEnv{handler: handler, flow: svc, store: st, keys: keys, queue: queue}
+	return &fuzzEnv{app: a, keys: keys}
 }
 
-// recordingQueue stands in for the job queue: it keeps each change's newest
-// message, which the targets compose to read codes and links.
-type recordingQueue struct {
-	mu   sync.Mutex
-	sent map[string]userphone.Outgoing
-}
-
-func (q *recordingQueue) Enqueue(_ context.Context, _ userphone.Tx, m userphone.Outgoing) error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if len(q.sent) > 10_000 {
-		clear(q.sent) // the PUT target never reads them
-	}
-	q.sent[m.ChangeID] = m
-	return nil
-}
-
-// message composes the newest message of a change, as the worker would.
+// message composes the newest queued message of a change, as a worker would.
 func (e *fuzzEnv) message(t testing.TB, changeID string) userphone.Message {
 	t.Helper()
-	e.queue.mu.Lock()
-	m, ok := e.queue.sent[changeID]
-	delete(e.queue.sent, changeID)
-	e.queue.mu.Unlock()
-	if !ok {
-		t.Fatalf("no message for change %s", changeID)
+	queued, err := e.app.Queue.Queued(context.Background())
+	if err != nil {
+		t.Fatal(err)
 	}
-	msg, current, err := e.flow.Compose(context.Background(), m)
-	if err != nil || !current {
-		t.Fatalf("compose %+v: current %v, %v", m, current, err)
+	for i := len(queued) - 1; i >= 0; i-- {
+		if queued[i].ChangeID != changeID {
+			continue
+		}
+		msg, current, err := e.app.Flow.Compose(context.Background(), queued[i])
+		if err != nil || !current {
+			t.Fatalf("compose %+v: current %v, %v", queued[i], current, err)
+		}
+		return msg
 	}
-	return msg
+	t.Fatalf("no message for change %s", changeID)
+	return userphone.Message{}
 }
 
 // identity returns a new user.
@@ -222,7 +199,7 @@ func (e *fuzzEnv) token(t testing.TB, id userphone.Identity) string {
 func (e *fuzzEnv) verifiedUser(t testing.TB, id userphone.Identity, number string) {
 	t.Helper()
 	ctx := context.Background()
-	if err := e.store.InTx(ctx, func(tx userphone.Tx) error {
+	if err := e.app.Store.InTx(ctx, func(tx userphone.Tx) error {
 		if _, err := tx.UpsertUser(ctx, id, time.Now()); err != nil {
 			return err
 		}
@@ -250,7 +227,7 @@ func (e *fuzzEnv) doURL(t *testing.T, method string, u *url.URL, contentType str
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	rec := httptest.NewRecorder()
-	e.handler.ServeHTTP(rec, req)
+	e.app.Handler.ServeHTTP(rec, req)
 	resp := rec.Result()
 	got := rec.Body.Bytes()
 	where := fmt.Sprintf("%s %s (Content-Type %q, body %q) → %d %s", method, u, contentType, body, resp.StatusCode, got)
@@ -260,7 +237,7 @@ func (e *fuzzEnv) doURL(t *testing.T, method string, u *url.URL, contentType str
 	}
 	ct := resp.Header.Get("Content-Type")
 	if resp.StatusCode >= 400 {
-		page := u.Path == server.BasePath+"/user/phone/confirm" &&
+		page := u.Path == openapi.BasePath+openapi.ConfirmPath &&
 			(resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone)
 		if page {
 			if !strings.HasPrefix(ct, "text/html") {

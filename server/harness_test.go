@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bufio"
 	"bytes"
 	"cmp"
 	"context"
@@ -11,23 +10,24 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/pace/userphone"
+	"github.com/pace/userphone/app"
 	"github.com/pace/userphone/auth"
 	"github.com/pace/userphone/delivery"
 	"github.com/pace/userphone/flow"
 	"github.com/pace/userphone/gen/api"
 	"github.com/pace/userphone/internal/contract"
+	"github.com/pace/userphone/internal/testenv"
+	"github.com/pace/userphone/internal/testservers"
 	"github.com/pace/userphone/jobs"
 	"github.com/pace/userphone/metrics"
-	"github.com/pace/userphone/server"
+	"github.com/pace/userphone/openapi"
 	"github.com/pace/userphone/store"
 	"github.com/pace/userphone/store/storetest"
 )
@@ -48,11 +48,12 @@ type harness struct {
 	client *api.ClientWithResponses
 	http   *http.Client
 	keys   *auth.DevKeys
-	clock  *clock
+	clock  *testenv.Clock
 	store  *store.Store
 	outbox string
 	cfg    store.Config
 	logs   *testWriter
+	app    *app.App
 	queue  *jobs.Queue
 	// metrics hears everything the service observes.
 	metrics *metrics.Metrics
@@ -62,33 +63,12 @@ type harness struct {
 	stopOnce sync.Once
 }
 
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-// Now ticks a microsecond per call, as a real clock would between two
-// requests, so that "newest" is well defined.
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(time.Microsecond)
-	return c.now
-}
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 type options struct {
 	cfg         store.Config
-	clk         *clock
+	clk         *testenv.Clock
 	skipMigrate bool
 	// verifier replaces the dev key's verifier, e.g. with an OIDC issuer's.
 	verifier auth.Verifier
-	// ready is checked by /health/ready besides the database.
-	ready func() error
 	// sender replaces the dev outbox, e.g. with real SMTP and SMS providers.
 	sender userphone.Sender
 	// limits are the flow's abuse limits; off unless a test sets them.
@@ -98,8 +78,8 @@ type options struct {
 	// ipRate and ipBurst turn on the per-client limit.
 	ipRate  float64
 	ipBurst int
-	// queue tunes the job queue; its defaults suit tests. Workers -1
-	// makes an API-only replica.
+	// queue tunes the job queue; its zero values take the defaults, and
+	// Workers 0 means 2, -1 an API-only replica.
 	queue jobs.Config
 	// metrics is the service's metrics, if the test made them (say, to
 	// observe its own senders); else the harness makes them.
@@ -118,25 +98,15 @@ func forEachDialect(t *testing.T, fn func(t *testing.T, h *harness)) {
 
 func newHarness(t *testing.T, o options) *harness {
 	t.Helper()
-	st, err := store.Open(o.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !o.skipMigrate {
-		if err := st.Migrate(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-	}
 	keys, err := auth.LoadOrCreateDevKeys(o.cfg.DataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	clk := o.clk
 	if clk == nil {
-		clk = &clock{now: time.Now()}
+		clk = testenv.NewClock(time.Now())
 	}
-	h := &harness{t: t, keys: keys, clock: clk, store: st, cfg: o.cfg,
-		outbox: filepath.Join(o.cfg.DataDir, "outbox.jsonl")}
+	h := &harness{t: t, keys: keys, clock: clk, cfg: o.cfg, outbox: filepath.Join(o.cfg.DataDir, delivery.OutboxFile)}
 	h.logs = &testWriter{t: t}
 	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	// Listen first, so that the links in e-mails point at this server.
@@ -144,77 +114,28 @@ func newHarness(t *testing.T, o options) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	qcfg := o.queue
-	switch qcfg.Workers {
-	case 0:
-		qcfg.Workers = 2
-	case -1:
-		qcfg.Workers = 0 // an API-only replica
-	}
-	qcfg.PollInterval = cmp.Or(qcfg.PollInterval, 10*time.Millisecond)
-	qcfg.Log = log
-	queue, err := jobs.New(st, qcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !o.skipMigrate {
-		if err := queue.Migrate(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	h.queue, h.working = queue, qcfg.Workers > 0
 	// Every harness observes everything, so every test runs the observers
 	// (under -race too).
-	h.metrics = o.metrics
-	if h.metrics == nil {
-		h.metrics = metrics.New()
-	}
-	h.metrics.WatchQueue(queue)
-	h.metrics.WatchDB(st.SQLDB())
-	var flowStore userphone.Store = st
-	if o.wrapStore != nil {
-		flowStore = o.wrapStore(st)
-	}
-	svc, err := flow.New(flowStore, queue, flow.Config{
-		ProcessTTL: 24 * time.Hour, ResendCooldown: time.Minute, MaxCodeAttempts: 5,
-		Secret:     bytes.Repeat([]byte{7}, 32),
-		ConfirmURL: "http://" + ln.Addr().String() + server.BasePath + "/user/phone/confirm",
-		Limits:     o.limits,
-		Observer:   h.metrics,
-	}, log, clk.Now)
+	h.metrics = cmp.Or(o.metrics, metrics.New())
+	a, err := app.New(h.appConfig(o, "http://"+ln.Addr().String(), log), h.parts(o, log))
 	if err != nil {
 		t.Fatal(err)
 	}
-	verifier := o.verifier
-	if verifier == nil {
-		verifier = keys.Verifier(auth.Policy{}, log, nil)
-	}
-	handler, err := server.New(server.Config{Flow: svc, Verifier: verifier, Log: log, IPRate: o.ipRate, IPBurst: o.ipBurst, Observer: h.metrics,
-		Deprecation: testDeprecation, Sunset: testSunset, Ready: func(ctx context.Context) error {
-			if o.ready != nil {
-				if err := o.ready(); err != nil {
-					return err
-				}
-			}
-			return st.Ping(ctx)
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sender := o.sender
-	if sender == nil {
-		sender = delivery.Observed(delivery.NewOutbox(h.outbox, log), "outbox", h.metrics)
-	}
+	h.app, h.store, h.queue = a, a.Store, a.Queue
+	h.working = o.queue.Workers != -1
 	if !o.skipMigrate {
-		if err := queue.Start(context.Background(), svc, sender); err != nil {
+		if err := a.Migrate(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	h.srv = httptest.NewUnstartedServer(handler)
+	h.srv = httptest.NewUnstartedServer(a.Handler)
 	h.srv.Listener.Close()
 	h.srv.Listener = ln
 	h.srv.Start()
-	h.base = h.srv.URL + server.BasePath
+	h.base = h.srv.URL + openapi.BasePath
 	h.http = contract.Client(t)
 	h.client, err = api.NewClientWithResponses(h.base, api.WithHTTPClient(h.http))
 	if err != nil {
@@ -224,6 +145,41 @@ func newHarness(t *testing.T, o options) *harness {
 	return h
 }
 
+// appConfig is the service's defaults with the tests' settings: the
+// store the test chose, limits off unless the test sets them, a fixed
+// secret, and a queue that polls often, so that messages go out at once.
+func (h *harness) appConfig(o options, publicURL string, log *slog.Logger) app.Config {
+	cfg := app.DefaultConfig()
+	cfg.Store, cfg.PublicURL, cfg.Log = o.cfg, publicURL, log
+	cfg.Flow.Secret = bytes.Repeat([]byte{7}, 32)
+	cfg.Flow.Limits = o.limits
+	cfg.Jobs = o.queue
+	switch cfg.Jobs.Workers {
+	case 0:
+		cfg.Jobs.Workers = 2
+	case -1:
+		cfg.Jobs.Workers = 0 // an API-only replica
+	}
+	cfg.Jobs.PollInterval = cmp.Or(cfg.Jobs.PollInterval, 10*time.Millisecond)
+	cfg.HTTP.IPRate, cfg.HTTP.IPBurst = o.ipRate, o.ipBurst
+	cfg.HTTP.Deprecation, cfg.HTTP.Sunset = testDeprecation, testSunset
+	return cfg
+}
+
+// parts is the outside world of a test: the dev key's tokens unless the
+// test brings an issuer, the dev outbox unless it brings providers.
+func (h *harness) parts(o options, log *slog.Logger) app.Parts {
+	verifier := o.verifier
+	if verifier == nil {
+		verifier = h.keys.Verifier(auth.Policy{}, log, nil)
+	}
+	sender := o.sender
+	if sender == nil {
+		sender = delivery.Observed(delivery.NewOutbox(h.outbox, log), "outbox", h.metrics)
+	}
+	return app.Parts{Verifier: verifier, Sender: sender, Metrics: h.metrics, Clock: h.clock.Now, WrapStore: o.wrapStore}
+}
+
 // stop shuts the service down as a process would: HTTP, then the job
 // workers, then the database. Calling it twice is harmless.
 func (h *harness) stop() {
@@ -231,10 +187,10 @@ func (h *harness) stop() {
 		h.srv.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := h.queue.Stop(ctx); err != nil {
+		if err := h.app.Stop(ctx); err != nil {
 			h.t.Errorf("stop the job workers: %v", err)
 		}
-		h.store.Close()
+		h.app.Close()
 	})
 }
 
@@ -371,7 +327,9 @@ func (h *harness) raw(method, path, contentType, body string, header ...string) 
 // Assertions.
 
 // wantError asserts a JSON:API error with the status and code, and returns it.
-func wantError(t *testing.T, status int, gotStatus int, body []byte, code userphone.ErrorCode) api.Error {
+// code is a domain code (userphone.ErrorCode) or one only HTTP answers
+// with (api.ErrorCode).
+func wantError[C ~string](t *testing.T, status int, gotStatus int, body []byte, code C) api.Error {
 	t.Helper()
 	var doc api.ErrorDocument
 	if err := json.Unmarshal(body, &doc); err != nil || len(doc.Errors) != 1 {
@@ -403,40 +361,18 @@ func pointerOf(e api.Error) string {
 
 // The dev outbox.
 
-type outboxLine struct {
-	Time    time.Time `json:"time"`
-	Channel string    `json:"channel"`
-	To      string    `json:"to"`
-	Subject string    `json:"subject"`
-	Text    string    `json:"text"`
-	Kind    string    `json:"kind"`
-}
-
-func (h *harness) messages() []outboxLine {
+func (h *harness) messages() []delivery.OutboxLine {
 	h.t.Helper()
 	h.settle()
-	f, err := os.Open(h.outbox)
-	if os.IsNotExist(err) {
-		return nil
-	}
+	out, err := delivery.ReadOutbox(h.outbox)
 	if err != nil {
 		h.t.Fatal(err)
-	}
-	defer f.Close()
-	var out []outboxLine
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var l outboxLine
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			h.t.Fatalf("outbox line %q: %v", sc.Text(), err)
-		}
-		out = append(out, l)
 	}
 	return out
 }
 
-func (h *harness) messagesTo(to string) []outboxLine {
-	var out []outboxLine
+func (h *harness) messagesTo(to string) []delivery.OutboxLine {
+	var out []delivery.OutboxLine
 	for _, m := range h.messages() {
 		if m.To == to {
 			out = append(out, m)
@@ -445,8 +381,6 @@ func (h *harness) messagesTo(to string) []outboxLine {
 	return out
 }
 
-var codeInSMS = regexp.MustCompile(`^(\d{6}) `)
-
 // code returns the code of the newest SMS to number.
 func (h *harness) code(number string) string {
 	h.t.Helper()
@@ -454,14 +388,12 @@ func (h *harness) code(number string) string {
 	if len(msgs) == 0 || msgs[len(msgs)-1].Channel != "sms" {
 		h.t.Fatalf("no SMS to %s in the outbox: %+v", number, h.messages())
 	}
-	m := codeInSMS.FindStringSubmatch(msgs[len(msgs)-1].Text)
-	if m == nil {
+	code, ok := testservers.SMSCode(msgs[len(msgs)-1].Text)
+	if !ok {
 		h.t.Fatalf("no code in SMS %q", msgs[len(msgs)-1].Text)
 	}
-	return m[1]
+	return code
 }
-
-var tokenInLink = regexp.MustCompile(`/user/2021-2/user/phone/confirm\?token=([A-Za-z0-9_-]+)`)
 
 // linkToken returns the token of the newest confirmation e-mail to addr.
 func (h *harness) linkToken(addr string) string {
@@ -470,11 +402,11 @@ func (h *harness) linkToken(addr string) string {
 	if len(msgs) == 0 || msgs[len(msgs)-1].Kind != flow.KindConfirmChange {
 		h.t.Fatalf("no confirmation e-mail to %s in the outbox: %+v", addr, h.messages())
 	}
-	m := tokenInLink.FindStringSubmatch(msgs[len(msgs)-1].Text)
-	if m == nil {
+	token, ok := testservers.ConfirmLinkToken(msgs[len(msgs)-1].Text)
+	if !ok {
 		h.t.Fatalf("no link in e-mail %q", msgs[len(msgs)-1].Text)
 	}
-	return m[1]
+	return token
 }
 
 // verifyNumber walks a first number through to verified.
@@ -489,3 +421,12 @@ func (h *harness) verifyNumber(tok, number string) {
 }
 
 func nowForTokens() time.Time { return time.Now() }
+
+// count counts the statuses.
+func count(statuses []int) map[int]int {
+	m := map[int]int{}
+	for _, s := range statuses {
+		m[s]++
+	}
+	return m
+}

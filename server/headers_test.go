@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pace/userphone/server"
+	"github.com/pace/userphone/openapi"
 	"github.com/pace/userphone/store"
 	"github.com/pace/userphone/store/storetest"
 )
@@ -61,7 +61,7 @@ func TestDeprecatedOperationsAnnounceDeprecationAndSunset(t *testing.T) {
 		"CheckUserPhone 201":  h.check(tok).HTTPResponse,
 		"CheckUserPhone 401":  h.check("").HTTPResponse,
 	}
-	bad, _ := h.raw("PUT", server.BasePath+"/user/phone", "application/vnd.api+json", `{"data":{}}`, "Authorization", "Bearer "+tok)
+	bad, _ := h.raw("PUT", openapi.BasePath+"/user/phone", "application/vnd.api+json", `{"data":{}}`, "Authorization", "Bearer "+tok)
 	answers["UpdateUserPhone 400"] = bad
 	for name, resp := range answers {
 		if got := resp.Header.Get("Deprecation"); got != wantDeprecation {

@@ -13,20 +13,21 @@ import (
 
 	"github.com/pace/userphone"
 	"github.com/pace/userphone/gen/api"
+	"github.com/pace/userphone/openapi"
 )
 
 // What kin-openapi's request validation costs on the largest body, a
 // phone change: routing the request to its operation, then checking the
 // parameters, content type and body against the spec.
 func BenchmarkValidateRequest(b *testing.B) {
-	v, err := newValidator(BasePath, nil, nil)
+	v, err := newValidator(nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
 	const body = `{"data":{"type":"phone","attributes":{"phoneNumber":"+4915112345678"}}}`
 	b.ReportAllocs()
 	for b.Loop() {
-		req := httptest.NewRequest("PUT", BasePath+"/user/phone", strings.NewReader(body))
+		req := httptest.NewRequest("PUT", openapi.BasePath+"/user/phone", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/vnd.api+json")
 		route, params, err := v.router.FindRoute(req)
 		if err != nil {

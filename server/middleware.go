@@ -12,7 +12,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/pace/userphone"
+	"github.com/pace/userphone/gen/api"
 )
 
 // Keys of values that the middleware leaves on the gin context.
@@ -93,11 +93,11 @@ func securityHeaders(c *gin.Context) {
 }
 
 func notFound(c *gin.Context) {
-	writeError(c, userphone.Errorf(userphone.CodeNotFound, "There is no route %s %s; see /openapi.yaml for the API.", c.Request.Method, c.Request.URL.Path))
+	writeError(c, httpErrorf(api.ErrorCodeNotFound, "There is no route %s %s; see /openapi.yaml for the API.", c.Request.Method, c.Request.URL.Path))
 }
 
 func methodNotAllowed(c *gin.Context) {
-	writeError(c, userphone.Errorf(userphone.CodeMethodNotAllowed, "%s is not allowed on %s; see /openapi.yaml for the methods.", c.Request.Method, c.Request.URL.Path))
+	writeError(c, httpErrorf(api.ErrorCodeMethodNotAllowed, "%s is not allowed on %s; see /openapi.yaml for the methods.", c.Request.Method, c.Request.URL.Path))
 }
 
 func jsonEncode(w io.Writer, v any) error {

@@ -15,6 +15,7 @@ import (
 	"github.com/pace/userphone"
 	"github.com/pace/userphone/auth"
 	"github.com/pace/userphone/auth/authtest"
+	"github.com/pace/userphone/internal/testenv"
 	"github.com/pace/userphone/store"
 	"github.com/pace/userphone/store/storetest"
 )
@@ -29,7 +30,7 @@ func oidcHarness(t *testing.T, cfg func(*auth.OIDCConfig)) (*harness, *authtest.
 		mods = append(mods, cfg)
 	}
 	v := iss.Verifier(t, mods...)
-	h := newHarness(t, options{cfg: storetest.Config(t, storetestDialect()), verifier: v, ready: v.Ready})
+	h := newHarness(t, options{cfg: storetest.Config(t, storetestDialect()), verifier: v})
 	return h, iss, v
 }
 
@@ -169,7 +170,7 @@ func TestKeyRotationNeedsNoRestart(t *testing.T) {
 	// per refetch gap.
 	bogus := iss.TokenWith(t, nil, authtest.SignedBy(authtest.NewKey(t, jwa.RS256())))
 	before = iss.JWKSFetches()
-	statuses := parallel(30, func(int) int { r := h.check(bogus); return r.StatusCode() })
+	statuses := testenv.Parallel(30, func(int) int { r := h.check(bogus); return r.StatusCode() })
 	if got := count(statuses); got[401] != 30 {
 		t.Fatalf("unknown kids: %v", got)
 	}
@@ -186,7 +187,7 @@ func TestAnIssuerDownAtStartLeavesTheServiceUpButNotReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	authtest.Start(t, v)
-	h := newHarness(t, options{cfg: storetest.Config(t, storetestDialect()), verifier: v, ready: v.Ready})
+	h := newHarness(t, options{cfg: storetest.Config(t, storetestDialect()), verifier: v})
 
 	resp, b := h.raw("GET", "/health/ready", "", "")
 	wantError(t, 503, resp.StatusCode, b, userphone.CodeServiceUnavailable)

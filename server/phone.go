@@ -6,15 +6,24 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/pace/userphone"
-	"github.com/pace/userphone/flow"
 	"github.com/pace/userphone/gen/api"
 )
+
+// Flow is what the handlers need of the change flow (package flow).
+type Flow interface {
+	RequestChange(ctx context.Context, id userphone.Identity, rawNumber string) (p userphone.Phone, created bool, err error)
+	Verify(ctx context.Context, id userphone.Identity, code string) (userphone.Phone, error)
+	Check(ctx context.Context, id userphone.Identity) (p userphone.Phone, found bool, err error)
+	// LookUpConfirmation tells what a link's token stands for, changing
+	// nothing; Confirm confirms the change it stands for.
+	LookUpConfirmation(ctx context.Context, token string) (userphone.Confirmation, error)
+	Confirm(ctx context.Context, token string) (userphone.Confirmation, error)
+}
 
 // handlers implements the generated strict-server interface on the flow.
 // Errors go back to the strict handler, which hands them to writeError.
 type handlers struct {
-	flow     *flow.Service
-	basePath string
+	flow Flow
 }
 
 var _ api.StrictServerInterface = (*handlers)(nil)
@@ -47,7 +56,7 @@ func (h *handlers) CheckUserPhone(ctx context.Context, _ api.CheckUserPhoneReque
 	case err != nil:
 		return nil, err
 	case !found:
-		return nil, userphone.Errorf(userphone.CodeNotFound, "The user has no phone number; set one with UpdateUserPhone.")
+		return nil, httpErrorf(api.ErrorCodeNotFound, "The user has no phone number; set one with UpdateUserPhone.")
 	case p.Verified:
 		return api.CheckUserPhone200ApplicationVndAPIPlusJSONResponse{Body: phoneDocument(p)}, nil
 	}

@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"net/http"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -58,16 +57,14 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-var smsCode = regexp.MustCompile(`^(\d{6}) `)
-
 // lastCode is the code of the newest SMS the stand-in accepted for number.
 func (p providers) lastCode(t *testing.T, number string) string {
 	t.Helper()
 	var code string
 	for _, s := range p.twilio.Accepted() {
 		if s.To == number {
-			if m := smsCode.FindStringSubmatch(s.Body); m != nil {
-				code = m[1]
+			if c, ok := testservers.SMSCode(s.Body); ok {
+				code = c
 			}
 		}
 	}
@@ -87,8 +84,6 @@ func (p providers) smsTo(number string) int {
 	return n
 }
 
-var linkInMail = regexp.MustCompile(`https?://\S+/user/2021-2/user/phone/confirm\?token=([A-Za-z0-9_-]+)`)
-
 // linkToken is the token of the newest e-mail's link to rcpt.
 func (p providers) linkToken(t *testing.T, rcpt string) string {
 	t.Helper()
@@ -96,11 +91,11 @@ func (p providers) linkToken(t *testing.T, rcpt string) string {
 	if len(mails) == 0 {
 		t.Fatalf("no e-mail to %s", rcpt)
 	}
-	m := linkInMail.FindStringSubmatch(mails[len(mails)-1].Text)
-	if m == nil {
+	token, ok := testservers.ConfirmLinkToken(mails[len(mails)-1].Text)
+	if !ok {
 		t.Fatalf("no link in the e-mail: %q", mails[len(mails)-1].Text)
 	}
-	return m[1]
+	return token
 }
 
 func TestTheWholeFlowOverSMTPAndTwilio(t *testing.T) {

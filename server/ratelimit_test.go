@@ -16,6 +16,7 @@ import (
 	"github.com/pace/userphone/auth"
 	"github.com/pace/userphone/gen/api"
 	"github.com/pace/userphone/internal/contract"
+	"github.com/pace/userphone/openapi"
 )
 
 // fakeClock is a clock that moves only when told.
@@ -244,7 +245,7 @@ func send(t *testing.T, h http.Handler, method, path, peer string, header ...str
 
 // checkPhone is an API operation: unauthenticated, it answers 401 from the
 // validator, so a 429 shows that the limiter answered first.
-const checkPhone = BasePath + "/user/phone"
+var checkPhone = openapi.BasePath + "/user/phone"
 
 func wantStatus(t *testing.T, rec *httptest.ResponseRecorder, status int) {
 	t.Helper()
@@ -265,7 +266,7 @@ func wantRateLimited(t *testing.T, rec *httptest.ResponseRecorder) int {
 	if err := json.Unmarshal(rec.Body.Bytes(), &raw); err != nil {
 		t.Fatal(err)
 	}
-	doc, _ := api.GetSwagger()
+	doc, _ := openapi.Load()
 	if err := doc.Components.Schemas["ErrorDocument"].Value.VisitJSON(raw); err != nil {
 		t.Fatalf("not an ErrorDocument: %v\n%s", err, rec.Body)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/pace/userphone"
 	"github.com/pace/userphone/auth"
+	"github.com/pace/userphone/gen/api"
 	"github.com/pace/userphone/store"
 )
 
@@ -26,34 +27,34 @@ func TestBadRequestsAreRefusedAndChangeNothing(t *testing.T) {
 		cases := []struct {
 			name, method, path, contentType, body string
 			status                                int
-			code                                  userphone.ErrorCode
+			code                                  api.ErrorCode
 			pointer                               string
 		}{
-			{"body not JSON", "PUT", put, "application/vnd.api+json", `{"data":`, 400, userphone.CodeInvalidRequest, ""},
-			{"no body", "PUT", put, "application/vnd.api+json", ``, 400, userphone.CodeInvalidRequest, ""},
-			{"no data", "PUT", put, "application/vnd.api+json", `{}`, 400, userphone.CodeInvalidRequest, "/data"},
-			{"wrong type", "PUT", put, "application/vnd.api+json", `{"data":{"type":"user","attributes":{"phoneNumber":"+4915112345670"}}}`, 400, userphone.CodeInvalidRequest, "/data/type"},
-			{"no phone number", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{}}}`, 400, userphone.CodeInvalidRequest, "/data/attributes/phoneNumber"},
-			{"phone number not a string", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{"phoneNumber":4915112345670}}}`, 400, userphone.CodeInvalidRequest, "/data/attributes/phoneNumber"},
-			{"phone number too long", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{"phoneNumber":"+49151123456789012345678901234567890"}}}`, 400, userphone.CodeInvalidRequest, "/data/attributes/phoneNumber"},
-			{"plain JSON for the update", "PUT", put, "application/json", `{"data":{"type":"phone","attributes":{"phoneNumber":"+4915112345670"}}}`, 415, userphone.CodeUnsupportedMediaType, ""},
-			{"no content type", "PUT", put, "", `{"data":{"type":"phone","attributes":{"phoneNumber":"+4915112345670"}}}`, 415, userphone.CodeUnsupportedMediaType, ""},
-			{"text body", "PUT", verify, "text/plain", `123456`, 415, userphone.CodeUnsupportedMediaType, ""},
-			{"code too short", "PUT", verify, "application/json", `{"code":"12345"}`, 400, userphone.CodeInvalidRequest, "/code"},
-			{"code not digits", "PUT", verify, "application/json", `{"code":"12345a"}`, 400, userphone.CodeInvalidRequest, "/code"},
-			{"no code", "PUT", verify, "application/json", `{}`, 400, userphone.CodeInvalidRequest, "/code"},
-			{"verify body an array", "PUT", verify, "application/json", `[]`, 400, userphone.CodeInvalidRequest, ""},
-			{"unknown member is fine but a wrong one is not", "PUT", verify, "application/json", `{"code":123456}`, 400, userphone.CodeInvalidRequest, "/code"},
-			{"verify body not JSON", "PUT", verify, "application/json", `code=123456`, 400, userphone.CodeInvalidRequest, ""},
-			{"body too large", "PUT", verify, "application/json", `{"code":"123456","pad":"` + strings.Repeat("x", 20<<10) + `"}`, 413, userphone.CodeRequestTooLarge, ""},
-			{"update body too large", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{"phoneNumber":"+4915112345670"}},"pad":"` + strings.Repeat("x", 20<<10) + `"}`, 413, userphone.CodeRequestTooLarge, ""},
-			{"trailing data after the JSON", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{"phoneNumber":"+4915112345670"}}} xyz`, 400, userphone.CodeInvalidRequest, ""},
-			{"landline", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{"phoneNumber":"+49 30 12345678"}}}`, 422, userphone.CodeInvalidPhoneNumber, "/data/attributes/phoneNumber"},
-			{"invalid number", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{"phoneNumber":"+49 170 888 999 000"}}}`, 422, userphone.CodeInvalidPhoneNumber, "/data/attributes/phoneNumber"},
-			{"national format", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{"phoneNumber":"0151 12345678"}}}`, 422, userphone.CodeInvalidPhoneNumber, "/data/attributes/phoneNumber"},
-			{"toll free", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{"phoneNumber":"+49 800 1234567"}}}`, 422, userphone.CodeInvalidPhoneNumber, "/data/attributes/phoneNumber"},
-			{"letters", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{"phoneNumber":"call me"}}}`, 422, userphone.CodeInvalidPhoneNumber, "/data/attributes/phoneNumber"},
-			{"wrong code", "PUT", verify, "application/json", `{"code":"000000"}`, 409, userphone.CodeEmailConfirmationPending, ""},
+			{"body not JSON", "PUT", put, "application/vnd.api+json", `{"data":`, 400, api.ErrorCodeInvalidRequest, ""},
+			{"no body", "PUT", put, "application/vnd.api+json", ``, 400, api.ErrorCodeInvalidRequest, ""},
+			{"no data", "PUT", put, "application/vnd.api+json", `{}`, 400, api.ErrorCodeInvalidRequest, "/data"},
+			{"wrong type", "PUT", put, "application/vnd.api+json", `{"data":{"type":"user","attributes":{"phoneNumber":"+4915112345670"}}}`, 400, api.ErrorCodeInvalidRequest, "/data/type"},
+			{"no phone number", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{}}}`, 400, api.ErrorCodeInvalidRequest, "/data/attributes/phoneNumber"},
+			{"phone number not a string", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{"phoneNumber":4915112345670}}}`, 400, api.ErrorCodeInvalidRequest, "/data/attributes/phoneNumber"},
+			{"phone number too long", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{"phoneNumber":"+49151123456789012345678901234567890"}}}`, 400, api.ErrorCodeInvalidRequest, "/data/attributes/phoneNumber"},
+			{"plain JSON for the update", "PUT", put, "application/json", `{"data":{"type":"phone","attributes":{"phoneNumber":"+4915112345670"}}}`, 415, api.ErrorCodeUnsupportedMediaType, ""},
+			{"no content type", "PUT", put, "", `{"data":{"type":"phone","attributes":{"phoneNumber":"+4915112345670"}}}`, 415, api.ErrorCodeUnsupportedMediaType, ""},
+			{"text body", "PUT", verify, "text/plain", `123456`, 415, api.ErrorCodeUnsupportedMediaType, ""},
+			{"code too short", "PUT", verify, "application/json", `{"code":"12345"}`, 400, api.ErrorCodeInvalidRequest, "/code"},
+			{"code not digits", "PUT", verify, "application/json", `{"code":"12345a"}`, 400, api.ErrorCodeInvalidRequest, "/code"},
+			{"no code", "PUT", verify, "application/json", `{}`, 400, api.ErrorCodeInvalidRequest, "/code"},
+			{"verify body an array", "PUT", verify, "application/json", `[]`, 400, api.ErrorCodeInvalidRequest, ""},
+			{"unknown member is fine but a wrong one is not", "PUT", verify, "application/json", `{"code":123456}`, 400, api.ErrorCodeInvalidRequest, "/code"},
+			{"verify body not JSON", "PUT", verify, "application/json", `code=123456`, 400, api.ErrorCodeInvalidRequest, ""},
+			{"body too large", "PUT", verify, "application/json", `{"code":"123456","pad":"` + strings.Repeat("x", 20<<10) + `"}`, 413, api.ErrorCodeRequestTooLarge, ""},
+			{"update body too large", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{"phoneNumber":"+4915112345670"}},"pad":"` + strings.Repeat("x", 20<<10) + `"}`, 413, api.ErrorCodeRequestTooLarge, ""},
+			{"trailing data after the JSON", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{"phoneNumber":"+4915112345670"}}} xyz`, 400, api.ErrorCodeInvalidRequest, ""},
+			{"landline", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{"phoneNumber":"+49 30 12345678"}}}`, 422, api.ErrorCodeInvalidPhoneNumber, "/data/attributes/phoneNumber"},
+			{"invalid number", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{"phoneNumber":"+49 170 888 999 000"}}}`, 422, api.ErrorCodeInvalidPhoneNumber, "/data/attributes/phoneNumber"},
+			{"national format", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{"phoneNumber":"0151 12345678"}}}`, 422, api.ErrorCodeInvalidPhoneNumber, "/data/attributes/phoneNumber"},
+			{"toll free", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{"phoneNumber":"+49 800 1234567"}}}`, 422, api.ErrorCodeInvalidPhoneNumber, "/data/attributes/phoneNumber"},
+			{"letters", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{"phoneNumber":"call me"}}}`, 422, api.ErrorCodeInvalidPhoneNumber, "/data/attributes/phoneNumber"},
+			{"wrong code", "PUT", verify, "application/json", `{"code":"000000"}`, 409, api.ErrorCodeEmailConfirmationPending, ""},
 		}
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
@@ -79,16 +80,16 @@ func TestBadRequestsAreRefusedAndChangeNothing(t *testing.T) {
 func TestConfirmationPagesRefuseBadRequests(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, h *harness) {
 		resp, body := h.raw("GET", "/user/2021-2/user/phone/confirm", "", "")
-		e := wantError(t, 400, resp.StatusCode, body, userphone.CodeInvalidRequest)
+		e := wantError(t, 400, resp.StatusCode, body, api.ErrorCodeInvalidRequest)
 		if e.Source == nil || deref(e.Source.Parameter) != "token" {
 			t.Fatalf("source.parameter = %+v, want token", e.Source)
 		}
 		resp, body = h.raw("POST", "/user/2021-2/user/phone/confirm", "application/json", `{"token":"x"}`)
-		wantError(t, 415, resp.StatusCode, body, userphone.CodeUnsupportedMediaType)
+		wantError(t, 415, resp.StatusCode, body, api.ErrorCodeUnsupportedMediaType)
 		resp, body = h.raw("POST", "/user/2021-2/user/phone/confirm", "application/x-www-form-urlencoded", `nottoken=x`)
-		wantError(t, 400, resp.StatusCode, body, userphone.CodeInvalidRequest)
+		wantError(t, 400, resp.StatusCode, body, api.ErrorCodeInvalidRequest)
 		resp, body = h.raw("POST", "/user/2021-2/user/phone/confirm", "application/x-www-form-urlencoded", "token="+strings.Repeat("x", 20<<10))
-		wantError(t, 413, resp.StatusCode, body, userphone.CodeRequestTooLarge)
+		wantError(t, 413, resp.StatusCode, body, api.ErrorCodeRequestTooLarge)
 		for _, token := range []string{"unknown", "<script>alert(1)</script>", strings.Repeat("A", 43)} {
 			if r := h.showConfirmation(token); r.StatusCode() != http.StatusNotFound ||
 				!strings.HasPrefix(r.HTTPResponse.Header.Get("Content-Type"), "text/html") || strings.Contains(string(r.Body), "<script>") {
@@ -105,12 +106,12 @@ func TestTokensAndScopesAreEnforced(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, h *harness) {
 		const path = "/user/2021-2/user/phone"
 		resp, body := h.raw("GET", path, "", "")
-		wantError(t, 401, resp.StatusCode, body, userphone.CodeUnauthorized)
+		wantError(t, 401, resp.StatusCode, body, api.ErrorCodeUnauthorized)
 		if got := resp.Header.Get("WWW-Authenticate"); got != `Bearer realm="userphone"` {
 			t.Errorf("WWW-Authenticate without a token = %q", got)
 		}
 		resp, body = h.raw("GET", path, "", "", "Authorization", "Basic YWxpY2U6c2VjcmV0")
-		wantError(t, 401, resp.StatusCode, body, userphone.CodeUnauthorized)
+		wantError(t, 401, resp.StatusCode, body, api.ErrorCodeUnauthorized)
 		if got := resp.Header.Get("WWW-Authenticate"); got != `Bearer realm="userphone"` {
 			t.Errorf("WWW-Authenticate for another scheme = %q", got)
 		}
@@ -119,27 +120,27 @@ func TestTokensAndScopesAreEnforced(t *testing.T) {
 			"foreign token": "Bearer " + foreignToken(t),
 		} {
 			resp, body := h.raw("GET", path, "", "", "Authorization", header)
-			wantError(t, 401, resp.StatusCode, body, userphone.CodeUnauthorized)
+			wantError(t, 401, resp.StatusCode, body, api.ErrorCodeUnauthorized)
 			if got := resp.Header.Get("WWW-Authenticate"); !strings.Contains(got, `error="invalid_token"`) {
 				t.Errorf("%s: WWW-Authenticate = %q", name, got)
 			}
 		}
 		checkOnly := h.token("mia", "mia@example.com", auth.ScopeCheck)
 		r := h.put(checkOnly, numberA)
-		wantError(t, 403, r.StatusCode(), r.Body, userphone.CodeInsufficientScope)
+		wantError(t, 403, r.StatusCode(), r.Body, api.ErrorCodeInsufficientScope)
 		if got := r.HTTPResponse.Header.Get("WWW-Authenticate"); !strings.Contains(got, `error="insufficient_scope"`) || !strings.Contains(got, auth.ScopeUpdate) {
 			t.Errorf("403 WWW-Authenticate = %q", got)
 		}
 		v := h.verify(checkOnly, "123456")
-		wantError(t, 403, v.StatusCode(), v.Body, userphone.CodeInsufficientScope)
+		wantError(t, 403, v.StatusCode(), v.Body, api.ErrorCodeInsufficientScope)
 		v = h.verify("not-a-token", "123456")
-		wantError(t, 401, v.StatusCode(), v.Body, userphone.CodeUnauthorized)
+		wantError(t, 401, v.StatusCode(), v.Body, api.ErrorCodeUnauthorized)
 		if c := h.check(checkOnly); c.StatusCode() != http.StatusNotFound {
 			t.Fatalf("check with the check scope: %d", c.StatusCode())
 		}
 		updateOnly := h.token("mia", "mia@example.com", auth.ScopeUpdate)
 		c := h.check(updateOnly)
-		wantError(t, 403, c.StatusCode(), c.Body, userphone.CodeInsufficientScope)
+		wantError(t, 403, c.StatusCode(), c.Body, api.ErrorCodeInsufficientScope)
 		if len(h.messages()) != 0 {
 			t.Fatal("a refused request sent a message")
 		}
@@ -162,9 +163,9 @@ func foreignToken(t *testing.T) string {
 func TestRoutesOutsideTheAPI(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, h *harness) {
 		resp, body := h.raw("GET", "/user/2021-2/user/phones", "", "")
-		wantError(t, 404, resp.StatusCode, body, userphone.CodeNotFound)
+		wantError(t, 404, resp.StatusCode, body, api.ErrorCodeNotFound)
 		resp, body = h.raw("DELETE", "/user/2021-2/user/phone", "", "")
-		wantError(t, 405, resp.StatusCode, body, userphone.CodeMethodNotAllowed)
+		wantError(t, 405, resp.StatusCode, body, api.ErrorCodeMethodNotAllowed)
 		for path, want := range map[string]string{"/health/live": "live", "/health/ready": "ready", "/openapi.yaml": "operationId: UpdateUserPhone"} {
 			resp, body := h.raw("GET", path, "", "")
 			if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
@@ -176,7 +177,7 @@ func TestRoutesOutsideTheAPI(t *testing.T) {
 		}
 		// A caller's request id is kept and returned in errors; a forged one is replaced.
 		resp, body = h.raw("GET", "/nowhere", "", "", "X-Request-Id", "trace-123")
-		if e := wantError(t, 404, resp.StatusCode, body, userphone.CodeNotFound); e.Id != "trace-123" || resp.Header.Get("X-Request-Id") != "trace-123" {
+		if e := wantError(t, 404, resp.StatusCode, body, api.ErrorCodeNotFound); e.Id != "trace-123" || resp.Header.Get("X-Request-Id") != "trace-123" {
 			t.Errorf("request id = %q / %q, want trace-123", e.Id, resp.Header.Get("X-Request-Id"))
 		}
 		resp, _ = h.raw("GET", "/nowhere", "", "", "X-Request-Id", "bad id; with spaces")
@@ -191,9 +192,9 @@ func TestAnUnreachableDatabaseAnswers503(t *testing.T) {
 	// database is down.
 	h := newHarness(t, options{cfg: store.Config{DatabaseURL: "postgres://postgres@127.0.0.1:1/test?sslmode=disable&connect_timeout=2", DataDir: t.TempDir()}, skipMigrate: true})
 	resp, body := h.raw("GET", "/health/ready", "", "")
-	wantError(t, 503, resp.StatusCode, body, userphone.CodeServiceUnavailable)
+	wantError(t, 503, resp.StatusCode, body, api.ErrorCodeServiceUnavailable)
 	r := h.check(h.token("nina", ""))
-	e := wantError(t, 503, r.StatusCode(), r.Body, userphone.CodeServiceUnavailable)
+	e := wantError(t, 503, r.StatusCode(), r.Body, api.ErrorCodeServiceUnavailable)
 	if r.HTTPResponse.Header.Get("Retry-After") == "" || strings.Contains(deref(e.Detail), "127.0.0.1") {
 		t.Fatalf("503: Retry-After %q, detail %q", r.HTTPResponse.Header.Get("Retry-After"), deref(e.Detail))
 	}

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/pace/userphone/internal/testservers"
 )
 
 // No code, link token or bearer token may reach a log line; the dev outbox
@@ -13,7 +15,7 @@ func TestNoSecretInAnyLogLine(t *testing.T) {
 		tok := h.token("uma", "uma@example.com")
 		h.put(tok, numberA)
 		code := h.code(numberA)
-		h.verify(tok, wrongCode(code))
+		h.verify(tok, testservers.WrongCode(code))
 		h.verify(tok, code)
 		h.put(tok, numberB)
 		link := h.linkToken("uma@example.com")

@@ -2,7 +2,7 @@
 // path, authentication and kin-openapi validation of every request, the
 // strict-server handlers that call the flow, the confirmation pages, the
 // routes of the API reference page (package apidocs), and the mapping of
-// errors to JSON:API documents.
+// errors to JSON:API documents, with the error codes only HTTP answers.
 package server
 
 import (
@@ -18,29 +18,26 @@ import (
 
 	"github.com/pace/userphone"
 	"github.com/pace/userphone/auth"
-	"github.com/pace/userphone/flow"
 	"github.com/pace/userphone/gen/api"
+	"github.com/pace/userphone/internal/logs"
 	"github.com/pace/userphone/openapi"
 	"github.com/pace/userphone/server/apidocs"
 )
 
-// BasePath is where the API lives, as in the spec's servers URL, so PACE's
-// documented requests work with only the host changed.
-const BasePath = "/user/2021-2"
-
 // Config wires the server to the flow and to token verification.
 type Config struct {
-	Flow     *flow.Service
+	Flow     Flow
 	Verifier auth.Verifier
-	Log      *slog.Logger
+	// Log is where requests and errors are logged; nil discards.
+	Log *slog.Logger
 	// Ready reports whether the service can serve; nil means always.
 	Ready func(context.Context) error
 
 	// IPRate is how many requests per second one client address may make
 	// on average (a token bucket's refill rate), in this process; 0 turns
 	// the limit off. IPBurst is the bucket's size, what a client may send
-	// at once; below 1 it is one second's worth (IPRate, at least 1). The
-	// caller's defaults are 20 and 40. /health/* is never limited.
+	// at once; below 1 it is one second's worth (IPRate, at least 1). /health/*
+	// is never limited. DefaultConfig gives both their defaults.
 	IPRate  float64
 	IPBurst int
 	// TrustedProxies lists the proxies (CIDRs or addresses) whose
@@ -58,12 +55,47 @@ type Config struct {
 	Observer Observer
 }
 
+// DefaultConfig is the HTTP side's settings unless an operator says
+// otherwise; the flow, the verifier and the rest are the caller's.
+func DefaultConfig() Config {
+	return Config{
+		// A client app makes a handful of calls per screen; 20/s with
+		// bursts of 40 never touches a person and slows a script to a crawl.
+		IPRate:  20,
+		IPBurst: 40,
+		// When this service's first contract release (CHANGELOG 1.0.0)
+		// marked PACE's phone operations deprecated, as PACE's spec does;
+		// an operator sets PACE's own date if known.
+		Deprecation: time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC),
+	}
+}
+
 // New returns the service's HTTP handler.
 func New(cfg Config) (http.Handler, error) {
-	log := cfg.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	log := logs.OrDiscard(cfg.Log)
+	engine, err := newEngine(cfg.TrustedProxies, log)
+	if err != nil {
+		return nil, err
 	}
+	v, err := newValidator(cfg.Verifier, deprecationHeaders(cfg.Deprecation, cfg.Sunset))
+	if err != nil {
+		return nil, err
+	}
+	middleware, err := commonMiddleware(cfg, log, v)
+	if err != nil {
+		return nil, err
+	}
+	engine.Use(middleware...)
+	engine.NoRoute(notFound)
+	engine.NoMethod(methodNotAllowed)
+	routePublicPages(engine, cfg.Ready)
+	routeAPI(engine, cfg.Flow, v)
+	return engine, nil
+}
+
+// newEngine sets gin up to route exactly the spec's paths and to believe
+// only the trusted proxies about the client's address.
+func newEngine(trustedProxies []string, log *slog.Logger) (*gin.Engine, error) {
 	gin.SetMode(gin.ReleaseMode)
 	engine := gin.New()
 	// Lets handlers read what middleware put on the request's context
@@ -76,29 +108,28 @@ func New(cfg Config) (http.Handler, error) {
 	// peer, unless that is a trusted proxy; then X-Forwarded-For, read from
 	// the right and skipping trusted proxies. Nothing else is believed
 	// (gin's defaults trust every peer and X-Real-IP as well).
-	if err := engine.SetTrustedProxies(cfg.TrustedProxies); err != nil {
+	if err := engine.SetTrustedProxies(trustedProxies); err != nil {
 		return nil, fmt.Errorf("trusted proxies: %w", err)
 	}
 	engine.ForwardedByClientIP = true
 	engine.RemoteIPHeaders = []string{"X-Forwarded-For"}
 	engine.TrustedPlatform = "" // an appengine build would trust X-Appengine-Remote-Addr
-	for _, p := range cfg.TrustedProxies {
+	for _, p := range trustedProxies {
 		if prefix, err := netip.ParsePrefix(p); err == nil && prefix.Bits() == 0 {
 			log.Warn("the trusted proxies include every address, so any client can choose the address it is limited and audited by", "trusted_proxy", p)
 		}
 	}
+	return engine, nil
+}
 
-	v, err := newValidator(BasePath, cfg.Verifier, deprecationHeaders(cfg.Deprecation, cfg.Sunset))
-	if err != nil {
-		return nil, err
-	}
-	// Every response, a 429 included, carries the request id and the
-	// security headers and gets its access-log line (and its metrics); the
-	// client limit comes next, so a refused request costs no token check,
-	// validation or database work.
+// commonMiddleware is what every request meets. Every response, a 429
+// included, carries the request id and the security headers and gets its
+// access-log line (and its metrics); the client limit comes next, so a
+// refused request costs no token check, validation or database work.
+func commonMiddleware(cfg Config, log *slog.Logger, v *validator) ([]gin.HandlerFunc, error) {
 	middleware := []gin.HandlerFunc{requestIDs, securityHeaders, accessLog(log)}
 	if cfg.Observer != nil {
-		middleware = append(middleware, observeRequests(cfg.Observer, operationIDs(v.doc, BasePath)))
+		middleware = append(middleware, observeRequests(cfg.Observer, operationIDs(v.doc, openapi.BasePath)))
 	}
 	middleware = append(middleware, gin.CustomRecoveryWithWriter(nil, recovered))
 	switch {
@@ -111,30 +142,37 @@ func New(cfg Config) (http.Handler, error) {
 		}
 		middleware = append(middleware, newIPLimiter(cfg.IPRate, burst, nil).limitClients)
 	}
-	engine.Use(middleware...)
-	engine.NoRoute(notFound)
-	engine.NoMethod(methodNotAllowed)
+	return middleware, nil
+}
 
-	// Probes and tools may use HEAD as well as GET.
+// routePublicPages routes the probes, the spec and the API reference page:
+// public, outside the base path, so neither authentication nor validation
+// runs for them. Probes and tools may use HEAD as well as GET. The
+// reference page replaces securityHeaders' Content-Security-Policy and
+// Cache-Control with its own; the other hardening headers stay.
+func routePublicPages(engine *gin.Engine, readiness func(context.Context) error) {
 	for path, h := range map[string]gin.HandlerFunc{
 		"/health/live":  func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "live"}) },
-		"/health/ready": ready(cfg.Ready),
+		"/health/ready": ready(readiness),
 		"/openapi.yaml": func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", openapi.Spec) },
 	} {
 		engine.GET(path, h)
 		engine.HEAD(path, h)
 	}
-	// The API reference page and its files: public, outside the base path,
-	// so neither authentication nor validation runs for them. They replace
-	// securityHeaders' Content-Security-Policy and Cache-Control with their
-	// own; the other hardening headers stay.
 	for _, r := range apidocs.Routes() {
 		h := gin.WrapH(r.Handler)
 		engine.GET(r.Path, h)
 		engine.HEAD(r.Path, h)
 	}
+}
 
-	strict := api.NewStrictHandlerWithOptions(&handlers{flow: cfg.Flow, basePath: BasePath}, nil, api.StrictGinServerOptions{
+// routeAPI routes the spec's operations to the handlers, through the
+// generated wrapper. The validator runs as route middleware, before the
+// wrapper binds parameters, so every request meets the spec's checks
+// first; before it, the confirmation form is refused when another site
+// posted it.
+func routeAPI(engine *gin.Engine, flow Flow, v *validator) {
+	strict := api.NewStrictHandlerWithOptions(&handlers{flow: flow}, nil, api.StrictGinServerOptions{
 		RequestErrorHandlerFunc: func(c *gin.Context, err error) {
 			// Validation has passed, so this is a body that kin-openapi and
 			// the generated types read differently: still the caller's fault.
@@ -143,18 +181,13 @@ func New(cfg Config) (http.Handler, error) {
 		HandlerErrorFunc:         writeError,
 		ResponseErrorHandlerFunc: writeError,
 	})
-	// The validator runs as route middleware, before the generated wrapper
-	// binds parameters, so every request meets the spec's checks first.
-	// Before it, the confirmation form is refused when another site posted
-	// it.
-	confirmForm := sameOriginOnly(http.MethodPost, BasePath+"/user/phone/confirm")
+	confirmForm := sameOriginOnly(http.MethodPost, openapi.BasePath+openapi.ConfirmPath)
 	api.RegisterHandlersWithOptions(engine.Group("", confirmForm, v.handle), strict, api.GinServerOptions{
-		BaseURL: BasePath,
+		BaseURL: openapi.BasePath,
 		ErrorHandler: func(c *gin.Context, err error, _ int) {
 			writeError(c, requestError(err))
 		},
 	})
-	return engine, nil
 }
 
 // readyTimeout keeps a probe from hanging on a stuck database; probes

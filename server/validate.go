@@ -1,15 +1,8 @@
 package server
 
 import (
-	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
-	"sort"
-	"strings"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -19,7 +12,7 @@ import (
 
 	"github.com/pace/userphone"
 	"github.com/pace/userphone/auth"
-	"github.com/pace/userphone/gen/api"
+	"github.com/pace/userphone/openapi"
 )
 
 // maxBodyBytes bounds what a request may send. The largest valid body, a
@@ -37,20 +30,24 @@ type validator struct {
 	deprecated http.Header
 }
 
-func newValidator(basePath string, verifier auth.Verifier, deprecated http.Header) (*validator, error) {
-	doc, err := api.GetSwagger()
+func newValidator(verifier auth.Verifier, deprecated http.Header) (*validator, error) {
+	doc, err := openapi.Load()
 	if err != nil {
-		return nil, fmt.Errorf("load the embedded spec: %w", err)
+		return nil, err
 	}
 	// Route on the path alone: the server may run under any host name.
-	doc.Servers = openapi3.Servers{{URL: basePath}}
+	doc.Servers = openapi3.Servers{{URL: openapi.BasePath}}
 	router, err := gorillamux.NewRouter(doc)
 	if err != nil {
 		return nil, fmt.Errorf("route the embedded spec: %w", err)
 	}
+	registerStrictJSONDecoders()
 	return &validator{doc: doc, router: router, verifier: verifier, deprecated: deprecated}, nil
 }
 
+// handle runs before the generated wrapper binds parameters, so every
+// request meets the spec's checks first: it names the operation, marks a
+// deprecated one, authenticates, bounds the body and validates it.
 func (v *validator) handle(c *gin.Context) {
 	route, pathParams, err := v.router.FindRoute(c.Request)
 	if err != nil {
@@ -71,14 +68,21 @@ func (v *validator) handle(c *gin.Context) {
 	c.Request = c.Request.WithContext(userphone.WithRequestMeta(c.Request.Context(),
 		userphone.RequestMeta{ID: requestID(c), ClientIP: c.ClientIP()}))
 	if scopes, secured := requiredScopes(route); secured {
-		id, err := v.authenticate(c, scopes)
-		if err != nil {
+		if err := v.authenticate(c, scopes); err != nil {
 			writeError(c, err)
 			return
 		}
-		c.Set(subjectKey, id.Subject)
-		c.Request = c.Request.WithContext(withIdentity(c.Request.Context(), id))
 	}
+	if err := validateBody(c, route, pathParams); err != nil {
+		writeError(c, err)
+		return
+	}
+	c.Next()
+}
+
+// validateBody checks the request against the operation's schema, after
+// bounding the body it may read.
+func validateBody(c *gin.Context, route *routers.Route, pathParams map[string]string) error {
 	if c.Request.Body != nil {
 		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxBodyBytes)
 	}
@@ -92,163 +96,7 @@ func (v *validator) handle(c *gin.Context) {
 		},
 	}
 	if err := openapi3filter.ValidateRequest(c.Request.Context(), input); err != nil {
-		writeError(c, requestError(err))
-		return
+		return requestError(err)
 	}
-	c.Next()
-}
-
-// requiredScopes returns the scopes of the operation's OAuth2 requirement;
-// secured is false for public operations such as the confirmation pages.
-func requiredScopes(route *routers.Route) (scopes []string, secured bool) {
-	reqs := route.Spec.Security
-	if route.Operation.Security != nil {
-		reqs = *route.Operation.Security
-	}
-	for _, req := range reqs {
-		if s, ok := req["OAuth2"]; ok {
-			return s, true
-		}
-	}
-	return nil, false
-}
-
-func (v *validator) authenticate(c *gin.Context, scopes []string) (userphone.Identity, error) {
-	raw, present := bearerToken(c.GetHeader("Authorization"))
-	id, err := v.verifier.Verify(c.Request.Context(), raw)
-	if err != nil {
-		// RFC 6750: a 401 names the scheme, and says invalid_token only when
-		// a token came. Other failures (503 while the issuer's keys load)
-		// are no challenge.
-		switch code := userphone.ErrorCodeOf(err); {
-		case code != userphone.CodeUnauthorized && code != userphone.CodeMissingLinkedIdentity:
-		case present:
-			c.Header("WWW-Authenticate", `Bearer realm="userphone", error="invalid_token"`)
-		default:
-			c.Header("WWW-Authenticate", `Bearer realm="userphone"`)
-		}
-		return userphone.Identity{}, err
-	}
-	for _, s := range scopes {
-		if !auth.HasScope(id, s) {
-			c.Header("WWW-Authenticate", fmt.Sprintf(`Bearer realm="userphone", error="insufficient_scope", scope=%q`, strings.Join(scopes, " ")))
-			return userphone.Identity{}, userphone.Errorf(userphone.CodeInsufficientScope,
-				"The token lacks the scope %q that this operation needs.", s)
-		}
-	}
-	return id, nil
-}
-
-// bearerToken extracts the token of an RFC 6750 Authorization header; the
-// scheme is case-insensitive. Another scheme (Basic, say) counts as no
-// bearer token at all.
-func bearerToken(header string) (token string, present bool) {
-	scheme, token, ok := strings.Cut(strings.TrimSpace(header), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	token = strings.TrimSpace(token)
-	return token, token != ""
-}
-
-// requestError explains a kin-openapi validation failure as a JSON:API
-// error with a pointer to the offending field.
-func requestError(err error) *userphone.Error {
-	var re *openapi3filter.RequestError
-	if !errors.As(err, &re) {
-		return userphone.Errorf(userphone.CodeInvalidRequest, "The request does not match the API's schema.")
-	}
-	if re.Parameter != nil {
-		e := userphone.Errorf(userphone.CodeInvalidRequest, "The %s parameter %q is missing or invalid.", re.Parameter.In, re.Parameter.Name)
-		if errors.Is(re.Err, openapi3filter.ErrInvalidRequired) {
-			e.Detail = fmt.Sprintf("The %s parameter %q is required.", re.Parameter.In, re.Parameter.Name)
-		}
-		e.Parameter = re.Parameter.Name
-		return e
-	}
-	var maxBytes *http.MaxBytesError
-	var schemaErr *openapi3.SchemaError
-	var parseErr *openapi3filter.ParseError
-	switch {
-	case errors.As(re.Err, &maxBytes):
-		return userphone.Errorf(userphone.CodeRequestTooLarge, "The body is larger than %d bytes.", maxBodyBytes)
-	case re.RequestBody == nil:
-		return userphone.Errorf(userphone.CodeInvalidRequest, "The request does not match the API's schema.")
-	case strings.HasPrefix(re.Reason, "header Content-Type has unexpected value"):
-		return userphone.Errorf(userphone.CodeUnsupportedMediaType, "Send the body as %s.", quotedMediaTypes(re.RequestBody))
-	case errors.Is(re.Err, openapi3filter.ErrInvalidRequired):
-		return userphone.Errorf(userphone.CodeInvalidRequest, "The request has no body; send one as %s.", quotedMediaTypes(re.RequestBody))
-	case errors.As(re.Err, &schemaErr):
-		reason := strings.TrimSuffix(schemaErr.Reason, ".")
-		path := schemaErr.JSONPointer()
-		if len(path) == 0 {
-			// The whole body is at fault; RFC 6901's pointer to it is "",
-			// which JSON:API clients read as no pointer at all.
-			return userphone.Errorf(userphone.CodeInvalidRequest, "The body is invalid: %s.", reason)
-		}
-		pointer := "/" + strings.Join(path, "/")
-		e := userphone.Errorf(userphone.CodeInvalidRequest, "The field %s is invalid: %s.", pointer, reason)
-		e.Pointer = pointer
-		if schemaErr.SchemaField == "required" {
-			e.Detail = fmt.Sprintf("The field %s is required.", pointer)
-		}
-		return e
-	case errors.As(re.Err, &parseErr):
-		return userphone.Errorf(userphone.CodeInvalidRequest, "The body is not valid %s.", mediaKind(re))
-	}
-	return userphone.Errorf(userphone.CodeInvalidRequest, "The body cannot be read as %s.", quotedMediaTypes(re.RequestBody))
-}
-
-func quotedMediaTypes(body *openapi3.RequestBody) string {
-	types := make([]string, 0, len(body.Content))
-	for t := range body.Content {
-		types = append(types, `"`+t+`"`)
-	}
-	sort.Strings(types)
-	return strings.Join(types, " or ")
-}
-
-func mediaKind(re *openapi3filter.RequestError) string {
-	mt, _, _ := mime.ParseMediaType(re.Input.Request.Header.Get("Content-Type"))
-	if mt == "application/x-www-form-urlencoded" {
-		return "form data"
-	}
-	return "JSON"
-}
-
-func init() {
-	// kin-openapi's JSON decoder reads the first value and ignores what
-	// follows; a body with trailing data is not JSON, so refuse it.
-	for _, mt := range []string{"application/json", "application/vnd.api+json"} {
-		openapi3filter.RegisterBodyDecoder(mt, strictJSON)
-	}
-}
-
-func strictJSON(body io.Reader, _ http.Header, _ *openapi3.SchemaRef, _ openapi3filter.EncodingFn) (any, error) {
-	dec := json.NewDecoder(body)
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, &openapi3filter.ParseError{Kind: openapi3filter.KindInvalidFormat, Cause: err}
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, &openapi3filter.ParseError{Kind: openapi3filter.KindInvalidFormat, Reason: "data after the JSON value"}
-	}
-	return v, nil
-}
-
-type identityKey struct{}
-
-func withIdentity(ctx context.Context, id userphone.Identity) context.Context {
-	return context.WithValue(ctx, identityKey{}, id)
-}
-
-// identityFrom returns the identity that the validator authenticated. A
-// secured handler without one is a wiring bug, not a client error.
-func identityFrom(ctx context.Context) userphone.Identity {
-	id, ok := ctx.Value(identityKey{}).(userphone.Identity)
-	if !ok {
-		panic("server: no authenticated identity on a secured operation")
-	}
-	return id
+	return nil
 }

@@ -30,6 +30,7 @@ import (
 	"gorm.io/gorm/logger"
 
 	"github.com/pace/userphone"
+	"github.com/pace/userphone/internal/logs"
 )
 
 //go:embed migrations
@@ -50,9 +51,41 @@ type Config struct {
 	DataDir     string
 	Logger      *slog.Logger
 	// MaxConns caps the PostgreSQL pool, which the job queue shares; 0
-	// means DefaultMaxConns. SQLite always uses 4.
+	// means DefaultMaxConns. SQLite always uses sqliteConns.
 	MaxConns int
 }
+
+// CheckDatabaseURL accepts what Open can open: a postgres:// (or
+// postgresql://) URL, or the empty string for the SQLite file.
+func CheckDatabaseURL(databaseURL string) error {
+	if databaseURL == "" || strings.HasPrefix(databaseURL, "postgres://") || strings.HasPrefix(databaseURL, "postgresql://") {
+		return nil
+	}
+	return errors.New("must be a postgres:// URL, or empty for the SQLite file in the data directory")
+}
+
+// DialectOf tells which database a URL that CheckDatabaseURL accepts names.
+func DialectOf(databaseURL string) Dialect {
+	if databaseURL == "" {
+		return SQLite
+	}
+	return Postgres
+}
+
+// sqliteConns is SQLite's pool: WAL lets readers run beside the one
+// writer; more connections would only queue on its single write lock.
+const sqliteConns = 4
+
+// DefaultConfig is the store's configuration unless an operator says
+// otherwise: the embedded SQLite file in ./data, which needs no set-up.
+func DefaultConfig() Config {
+	return Config{DataDir: DefaultDataDir, MaxConns: DefaultMaxConns}
+}
+
+// DefaultDataDir is relative to the working directory, so that a first
+// `go run` keeps its files (the SQLite file, and beside it the dev key, the
+// secret and the dev outbox) where its user can see and delete them.
+const DefaultDataDir = "./data"
 
 // DefaultMaxConns sizes a 2-core replica's pool: 16 keep 64 concurrent
 // requests and 32 delivery workers busy, and PostgreSQL's default
@@ -73,10 +106,7 @@ var _ userphone.Store = (*Store)(nil)
 // connecting; Ping tells whether the database answers, and Migrate brings
 // its schema up to date.
 func Open(cfg Config) (*Store, error) {
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logs.OrDiscard(cfg.Logger)
 	gcfg := &gorm.Config{
 		Logger:         logger.Discard,
 		TranslateError: true,
@@ -87,20 +117,18 @@ func Open(cfg Config) (*Store, error) {
 		// sentence of its own, and tests can open a store on a dead address.
 		DisableAutomaticPing: true,
 	}
-	s := &Store{log: log}
+	if err := CheckDatabaseURL(cfg.DatabaseURL); err != nil {
+		return nil, fmt.Errorf("the database URL %w", err)
+	}
+	s := &Store{log: log, dialect: DialectOf(cfg.DatabaseURL)}
 	var err error
-	switch {
-	case cfg.DatabaseURL == "":
-		s.dialect = SQLite
+	if s.dialect == SQLite {
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("create the data directory %s: %w", cfg.DataDir, err)
 		}
 		s.db, err = gorm.Open(sqlite.Open(sqliteDSN(filepath.Join(cfg.DataDir, "userphone.db"))), gcfg)
-	case strings.HasPrefix(cfg.DatabaseURL, "postgres://"), strings.HasPrefix(cfg.DatabaseURL, "postgresql://"):
-		s.dialect = Postgres
+	} else {
 		s.db, err = gorm.Open(postgres.New(postgres.Config{DSN: cfg.DatabaseURL}), gcfg)
-	default:
-		return nil, errors.New("the database URL must start with postgres:// (or be empty for SQLite)")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open the %s database: %w", s.dialect, err)
@@ -109,9 +137,7 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	if s.dialect == SQLite {
-		// WAL lets readers run beside the one writer; more connections would
-		// only queue on SQLite's single write lock.
-		s.sqlDB.SetMaxOpenConns(4)
+		s.sqlDB.SetMaxOpenConns(sqliteConns)
 	} else {
 		n := cfg.MaxConns
 		if n <= 0 {
@@ -201,8 +227,12 @@ func (s *Store) SchemaVersion(ctx context.Context) (applied, latest int64, err e
 	if err != nil {
 		return 0, 0, err
 	}
-	if applied, err = p.GetDBVersion(ctx); err != nil {
-		return 0, 0, err
+	// goose creates its version table when asked for the version: look
+	// first, so that reading never writes (a probe, `userphone audit`).
+	if s.db.WithContext(ctx).Migrator().HasTable(versionTable) {
+		if applied, err = p.GetDBVersion(ctx); err != nil {
+			return 0, 0, err
+		}
 	}
 	sources := p.ListSources()
 	if len(sources) > 0 {
@@ -211,12 +241,15 @@ func (s *Store) SchemaVersion(ctx context.Context) (applied, latest int64, err e
 	return applied, latest, nil
 }
 
+// versionTable is where goose keeps the applied migrations.
+const versionTable = "goose_db_version"
+
 func (s *Store) migrator() (*goose.Provider, error) {
 	dir, err := fs.Sub(migrations, "migrations/"+string(s.dialect))
 	if err != nil {
 		return nil, err
 	}
-	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
+	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true), goose.WithTableName(versionTable)}
 	dialect := goose.DialectSQLite3
 	if s.dialect == Postgres {
 		dialect = goose.DialectPostgres

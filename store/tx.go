@@ -211,9 +211,45 @@ func (t *tx) PurgeClosedBefore(ctx context.Context, before time.Time) (int64, er
 	return res.RowsAffected, err
 }
 
-// SQLTx is the database/sql transaction under this one, so that a job
-// queue can insert its jobs in the same transaction as the state change.
+// SQLTx is the database/sql transaction under this one; see SQLTxOf.
 func (t *tx) SQLTx() (*sql.Tx, bool) {
 	sqlTx, ok := t.db.Statement.ConnPool.(*sql.Tx)
 	return sqlTx, ok
+}
+
+// SQLTxer is a transaction that can name the database/sql transaction
+// under it. The store's own transactions are SQLTxers.
+type SQLTxer interface {
+	SQLTx() (*sql.Tx, bool)
+}
+
+// Unwrapper is a userphone.Tx that wraps another one, as tests do to put
+// faults between the flow and the store. Unwrap returns the wrapped Tx, so
+// that SQLTxOf can reach the store's transaction through any number of
+// wrappers, as errors.Unwrap reaches through wrapped errors.
+type Unwrapper interface {
+	Unwrap() userphone.Tx
+}
+
+// SQLTxOf returns the database/sql transaction under tx, so that a job
+// queue keeping its tables in the same database can insert jobs in the
+// transaction of the state change that announces them: the job then
+// commits or rolls back with the change. tx must come from Store.InTx,
+// possibly wrapped (see Unwrapper).
+func SQLTxOf(tx userphone.Tx) (*sql.Tx, error) {
+	for tx != nil {
+		if s, ok := tx.(SQLTxer); ok {
+			sqlTx, ok := s.SQLTx()
+			if !ok {
+				return nil, errors.New("store: the transaction is a read, not a write transaction from InTx")
+			}
+			return sqlTx, nil
+		}
+		u, ok := tx.(Unwrapper)
+		if !ok {
+			break
+		}
+		tx = u.Unwrap()
+	}
+	return nil, fmt.Errorf("store: %T is neither the store's transaction nor wraps one (see store.Unwrapper)", tx)
 }

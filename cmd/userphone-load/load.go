@@ -17,7 +17,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pace/userphone/delivery"
 	"github.com/pace/userphone/gen/api"
+	"github.com/pace/userphone/internal/testservers"
+	"github.com/pace/userphone/openapi"
 )
 
 // loadConfig is a load run's flags.
@@ -44,7 +47,8 @@ type loadConfig struct {
 	Drain          time.Duration
 }
 
-const defaultBaseURL = "http://127.0.0.1:8080/user/2021-2"
+// defaultBaseURL is the API of a server started with its defaults.
+var defaultBaseURL = "http://127.0.0.1:8080" + openapi.BasePath
 
 // errUsage marks a bad command line: exit status 2.
 var errUsage = errors.New("usage")
@@ -129,7 +133,7 @@ func serverSettings(webhookURL, secret string) [][2]string {
 	}
 }
 
-func webhookURL(addr string) string { return "http://" + addr + webhookPath }
+func webhookURL(addr string) string { return "http://" + addr + testservers.WebhookPath }
 
 // settingsCmd prints the server's settings as shell exports, with a new
 // secret unless one is given: eval "$(userphone-load settings)".
@@ -155,149 +159,19 @@ func settingsCmd(args []string, getenv func(string) string, stdout, stderr io.Wr
 
 // loadCmd runs one scenario and its baseline, and reports.
 func loadCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	cfg, err := loadFlags(args, getenv, stderr)
+	r, code := newLoadRun(args, getenv, stderr)
+	if r == nil {
+		return code
+	}
+	defer r.close()
+	rep, err := r.run(ctx)
 	if err != nil {
-		fmt.Fprintf(stderr, "userphone-load: %v\n", err)
-		return 2
+		return r.fail(err)
 	}
-	tokenFile := cfg.TokensFile != ""
-	sc, ok := scenarios(cfg.CheckStatus, tokenFile)[cfg.Scenario]
-	if !ok {
-		fmt.Fprintf(stderr, "userphone-load: %v: unknown -scenario %q; use check, request, verify, flow or baseline\n", errUsage, cfg.Scenario)
-		return 2
-	}
-	started := time.Now()
-	hc := newHTTPClient(cfg.Concurrency, cfg.Timeout)
-	apiClient, err := api.NewClient(cfg.BaseURL, api.WithHTTPClient(hc))
-	if err != nil {
-		fmt.Fprintf(stderr, "userphone-load: %v\n", err)
-		return 2
-	}
-	e := &loadEnv{cfg: cfg, hc: hc, api: apiClient, codes: newMailbox(), links: newMailbox(), numbers: newNumbers(cfg.NumberStart)}
-	fail := func(err error) int {
-		fmt.Fprintf(stderr, "userphone-load: %v\n", err)
-		if errors.Is(err, errUsage) {
-			return 2
-		}
-		return 1
-	}
-
-	realServer := sc.name != "baseline"
-	var rcv *receiver
-	var rcvAddr string
-	needReceiver := sc.needsSMS || sc.name == "request" || (sc.name == "check" && cfg.CheckStatus == 200 && !tokenFile)
-	if realServer {
-		if err := ready(ctx, hc, cfg.BaseURL); err != nil {
-			return fail(err)
-		}
-		if tokenFile {
-			e.users, err = readTokenFile(cfg.TokensFile)
-		} else {
-			e.users, err = newMinter(cfg.DataDir, runID(), cfg.TokenTTL)
-		}
-		if err != nil {
-			return fail(err)
-		}
-		if needReceiver {
-			if cfg.WebhookSecret == "" {
-				return fail(fmt.Errorf("%w: the %s scenario needs the SMS webhook's secret: -webhook-secret or $USERPHONE_LOAD_WEBHOOK_SECRET, "+
-					"the same as the server's USERPHONE_SMS_WEBHOOK_SECRET; `userphone-load settings` makes one", errUsage, sc.name))
-			}
-			rcv = newReceiver(cfg.WebhookSecret, e.codes)
-			addr, stop, err := serveReceiver(cfg.WebhookListen, rcv)
-			if err != nil {
-				return fail(err)
-			}
-			defer stop()
-			rcvAddr = addr.String()
-		}
-		fmt.Fprintf(stderr, "userphone-load: %s against %s; %s\n", sc.name, cfg.BaseURL, e.users.describe())
-		if rcv != nil {
-			fmt.Fprintf(stderr, "userphone-load: the SMS webhook receiver listens on %s; the server must run with:\n", webhookURL(rcvAddr))
-			for _, kv := range serverSettings(webhookURL(rcvAddr), "(the secret given with -webhook-secret)") {
-				fmt.Fprintf(stderr, "  %s=%s\n", kv[0], kv[1])
-			}
-			if !tokenFile || sc.needsEmail {
-				fmt.Fprintf(stderr, "  USERPHONE_DATA_DIR=%s (no USERPHONE_SMTP_URL: the e-mails go to its outbox)\n", cfg.DataDir)
-			}
-		}
-	}
-	var tail *outboxTail
-	if sc.needsEmail {
-		tail, err = openOutboxTail(filepath.Join(cfg.DataDir, "outbox.jsonl"), e.links)
-		if err != nil {
-			return fail(err)
-		}
-		tailCtx, stopTail := context.WithCancel(context.Background())
-		defer stopTail()
-		go tail.run(tailCtx)
-	}
-	if sc.prepare != nil {
-		t0 := time.Now()
-		fmt.Fprintf(stderr, "userphone-load: preparing %d users…\n", cfg.Users)
-		if err := sc.prepare(ctx, e); err != nil {
-			return fail(err)
-		}
-		fmt.Fprintf(stderr, "userphone-load: prepared %d users in %s\n", len(e.checkUsers), time.Since(t0).Round(time.Millisecond))
-	}
-
-	var base *phase
-	runBaseline := func(c loadConfig) error {
-		url, stop, err := startBaseline()
-		if err != nil {
-			return err
-		}
-		defer stop()
-		be := &loadEnv{cfg: c, hc: hc, baselineURL: url}
-		// Closed loop whatever -rate says: the baseline is the ceiling.
-		be.cfg.Rate = 0
-		base = runPhase(ctx, be, "baseline", scenarios(0, false)["baseline"], stderr)
-		return nil
-	}
-	if sc.name == "baseline" {
-		url, stop, err := startBaseline()
-		if err != nil {
-			return fail(err)
-		}
-		defer stop()
-		e.baselineURL = url
-	}
-	if realServer && cfg.Baseline == "before" {
-		if err := runBaseline(cfg); err != nil {
-			return fail(err)
-		}
-	}
-	p := runPhase(ctx, e, sc.name, sc, stderr)
-	rep := newReport(e, p, started)
-	if rcv != nil {
-		after, still := drain(rcv, time.Second, cfg.Drain)
-		rep.Messages = &messageInfo{
-			ReceiverAddress: webhookURL(rcvAddr), StillArriving: still,
-			SMSReceived: rcv.received.Load(), SMSDuplicates: rcv.duplicates.Load(), SMSRejected: rcv.rejected.Load(),
-			SMSMalformed: rcv.malformed.Load(), SMSUnclaimed: e.codes.stray.Load(), SMSAfterRun: after,
-		}
-		if tail != nil {
-			rep.Messages.EmailsUnclaimed, rep.Messages.OutboxLinesSeen = e.links.stray.Load(), tail.lines.Load()
-		}
-	}
-	if realServer && cfg.Baseline == "after" && ctx.Err() == nil {
-		c := cfg
-		if c.Iterations > 0 {
-			// The same duration as the scenario's window.
-			c.Iterations, c.Duration = 0, max(p.elapsed, time.Second)
-		}
-		if err := runBaseline(c); err != nil {
-			return fail(err)
-		}
-	}
-	if base != nil {
-		rep.setBaseline(base)
-	}
-	rep.Notes = notes(e, rep, rcv, tail)
 	rep.print(stdout)
-	if cfg.JSONPath != "" {
-		if err := rep.writeJSON(cfg.JSONPath); err != nil {
-			return fail(err)
+	if r.cfg.JSONPath != "" {
+		if err := rep.writeJSON(r.cfg.JSONPath); err != nil {
+			return r.fail(err)
 		}
 	}
 	if ctx.Err() != nil {
@@ -309,8 +183,238 @@ func loadCmd(ctx context.Context, args []string, getenv func(string) string, std
 	return 0
 }
 
+// loadRun is one load command from its flags to its report.
+type loadRun struct {
+	cfg     loadConfig
+	sc      *scenario
+	e       *loadEnv
+	started time.Time
+	stderr  io.Writer
+	// realServer is false for the baseline scenario, which needs no server.
+	realServer bool
+	rcv        *smsReceiver // nil when the scenario waits for no SMS
+	rcvAddr    string
+	tail       *outboxTail // nil when it waits for no e-mail
+	// closers stop what the run started, last first, once the report is
+	// out.
+	closers []func()
+}
+
+// newLoadRun reads the command line; on a bad one it prints why and
+// returns exit status 2.
+func newLoadRun(args []string, getenv func(string) string, stderr io.Writer) (*loadRun, int) {
+	cfg, err := loadFlags(args, getenv, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "userphone-load: %v\n", err)
+		return nil, 2
+	}
+	sc, ok := scenarios(cfg.CheckStatus, cfg.TokensFile != "")[cfg.Scenario]
+	if !ok {
+		fmt.Fprintf(stderr, "userphone-load: %v: unknown -scenario %q; use check, request, verify, flow or baseline\n", errUsage, cfg.Scenario)
+		return nil, 2
+	}
+	started := time.Now()
+	hc := newHTTPClient(cfg.Concurrency, cfg.Timeout)
+	apiClient, err := api.NewClient(cfg.BaseURL, api.WithHTTPClient(hc))
+	if err != nil {
+		fmt.Fprintf(stderr, "userphone-load: %v\n", err)
+		return nil, 2
+	}
+	e := &loadEnv{cfg: cfg, hc: hc, api: apiClient, codes: newMailbox(), links: newMailbox(), numbers: newNumbers(cfg.NumberStart)}
+	return &loadRun{cfg: cfg, sc: sc, e: e, started: started, stderr: stderr, realServer: sc.name != "baseline"}, 0
+}
+
+// fail prints err and returns its exit status: 2 for a bad command line,
+// else 1.
+func (r *loadRun) fail(err error) int {
+	fmt.Fprintf(r.stderr, "userphone-load: %v\n", err)
+	if errors.Is(err, errUsage) {
+		return 2
+	}
+	return 1
+}
+
+func (r *loadRun) close() {
+	for i := len(r.closers) - 1; i >= 0; i-- {
+		r.closers[i]()
+	}
+}
+
+// run sets up what the scenario needs, measures it and its baseline, and
+// returns the report.
+func (r *loadRun) run(ctx context.Context) (*report, error) {
+	if r.realServer {
+		if err := r.connect(ctx); err != nil {
+			return nil, err
+		}
+		if err := r.startReceiver(); err != nil {
+			return nil, err
+		}
+		r.describeSetUp()
+	}
+	if err := r.followOutbox(); err != nil {
+		return nil, err
+	}
+	if err := r.prepare(ctx); err != nil {
+		return nil, err
+	}
+	return r.measure(ctx)
+}
+
+// connect checks that the server is ready and finds the users: from the
+// token file, or minted with the server's dev key.
+func (r *loadRun) connect(ctx context.Context) error {
+	if err := ready(ctx, r.e.hc, r.cfg.BaseURL); err != nil {
+		return err
+	}
+	var err error
+	if r.cfg.TokensFile != "" {
+		r.e.users, err = readTokenFile(r.cfg.TokensFile)
+	} else {
+		r.e.users, err = newMinter(r.cfg.DataDir, runID(), r.cfg.TokenTTL)
+	}
+	return err
+}
+
+// startReceiver serves the SMS webhook receiver when the scenario waits
+// for codes, or prepares users with them.
+func (r *loadRun) startReceiver() error {
+	tokenFile := r.cfg.TokensFile != ""
+	needReceiver := r.sc.needsSMS || r.sc.name == "request" || (r.sc.name == "check" && r.cfg.CheckStatus == 200 && !tokenFile)
+	if !needReceiver {
+		return nil
+	}
+	if r.cfg.WebhookSecret == "" {
+		return fmt.Errorf("%w: the %s scenario needs the SMS webhook's secret: -webhook-secret or $USERPHONE_LOAD_WEBHOOK_SECRET, "+
+			"the same as the server's USERPHONE_SMS_WEBHOOK_SECRET; `userphone-load settings` makes one", errUsage, r.sc.name)
+	}
+	rcv := newSMSReceiver(r.cfg.WebhookSecret, r.e.codes)
+	addr, stop, err := serveReceiver(r.cfg.WebhookListen, rcv)
+	if err != nil {
+		return err
+	}
+	r.closers = append(r.closers, stop)
+	r.rcv, r.rcvAddr = rcv, addr.String()
+	return nil
+}
+
+// describeSetUp prints the run, and the settings the server needs for
+// its messages to reach the load generator.
+func (r *loadRun) describeSetUp() {
+	fmt.Fprintf(r.stderr, "userphone-load: %s against %s; %s\n", r.sc.name, r.cfg.BaseURL, r.e.users.describe())
+	if r.rcv == nil {
+		return
+	}
+	fmt.Fprintf(r.stderr, "userphone-load: the SMS webhook receiver listens on %s; the server must run with:\n", webhookURL(r.rcvAddr))
+	for _, kv := range serverSettings(webhookURL(r.rcvAddr), "(the secret given with -webhook-secret)") {
+		fmt.Fprintf(r.stderr, "  %s=%s\n", kv[0], kv[1])
+	}
+	if r.cfg.TokensFile == "" || r.sc.needsEmail {
+		fmt.Fprintf(r.stderr, "  USERPHONE_DATA_DIR=%s (no USERPHONE_SMTP_URL: the e-mails go to its outbox)\n", r.cfg.DataDir)
+	}
+}
+
+// followOutbox follows the dev outbox when the scenario waits for e-mails.
+func (r *loadRun) followOutbox() error {
+	if !r.sc.needsEmail {
+		return nil
+	}
+	tail, err := openOutboxTail(filepath.Join(r.cfg.DataDir, delivery.OutboxFile), r.e.links)
+	if err != nil {
+		return err
+	}
+	tailCtx, stopTail := context.WithCancel(context.Background())
+	r.closers = append(r.closers, stopTail)
+	go tail.run(tailCtx)
+	r.tail = tail
+	return nil
+}
+
+// prepare makes the users the scenario asks about, unmeasured.
+func (r *loadRun) prepare(ctx context.Context) error {
+	if r.sc.prepare == nil {
+		return nil
+	}
+	t0 := time.Now()
+	fmt.Fprintf(r.stderr, "userphone-load: preparing %d users…\n", r.cfg.Users)
+	if err := r.sc.prepare(ctx, r.e); err != nil {
+		return err
+	}
+	fmt.Fprintf(r.stderr, "userphone-load: prepared %d users in %s\n", len(r.e.checkUsers), time.Since(t0).Round(time.Millisecond))
+	return nil
+}
+
+// measure runs the scenario, and the baseline before or after it, and
+// reports both with what the receiver and the outbox saw.
+func (r *loadRun) measure(ctx context.Context) (*report, error) {
+	if r.sc.name == "baseline" {
+		url, stop, err := startBaseline()
+		if err != nil {
+			return nil, err
+		}
+		r.closers = append(r.closers, stop)
+		r.e.baselineURL = url
+	}
+	var base *phase
+	var err error
+	if r.realServer && r.cfg.Baseline == "before" {
+		if base, err = r.runBaseline(ctx, r.cfg); err != nil {
+			return nil, err
+		}
+	}
+	p := runPhase(ctx, r.e, r.sc.name, r.sc, r.stderr)
+	rep := newReport(r.e, p, r.started)
+	r.reportMessages(rep)
+	if r.realServer && r.cfg.Baseline == "after" && ctx.Err() == nil {
+		c := r.cfg
+		if c.Iterations > 0 {
+			// The same duration as the scenario's window.
+			c.Iterations, c.Duration = 0, max(p.elapsed, time.Second)
+		}
+		if base, err = r.runBaseline(ctx, c); err != nil {
+			return nil, err
+		}
+	}
+	if base != nil {
+		rep.setBaseline(base)
+	}
+	rep.Notes = notes(r.e, rep, r.rcv, r.tail)
+	return rep, nil
+}
+
+// runBaseline measures the bare server with c's concurrency and duration.
+func (r *loadRun) runBaseline(ctx context.Context, c loadConfig) (*phase, error) {
+	url, stop, err := startBaseline()
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	be := &loadEnv{cfg: c, hc: r.e.hc, baselineURL: url}
+	// Closed loop whatever -rate says: the baseline is the ceiling.
+	be.cfg.Rate = 0
+	return runPhase(ctx, be, "baseline", scenarios(0, false)["baseline"], r.stderr), nil
+}
+
+// reportMessages waits for the SMS still on their way (-drain), then adds
+// what the receiver and the outbox tail counted to rep.
+func (r *loadRun) reportMessages(rep *report) {
+	if r.rcv == nil {
+		return
+	}
+	after, still := drain(r.rcv, time.Second, r.cfg.Drain)
+	c := r.rcv.Counts()
+	rep.Messages = &messageInfo{
+		ReceiverAddress: webhookURL(r.rcvAddr), StillArriving: still,
+		SMSReceived: int64(c.Taken), SMSDuplicates: int64(c.Duplicates), SMSRejected: int64(c.Unauthorized),
+		SMSMalformed: r.rcv.malformed(), SMSUnclaimed: r.e.codes.stray.Load(), SMSAfterRun: after,
+	}
+	if r.tail != nil {
+		rep.Messages.EmailsUnclaimed, rep.Messages.OutboxLinesSeen = r.e.links.stray.Load(), r.tail.lines.Load()
+	}
+}
+
 // notes explain what the numbers alone do not.
-func notes(e *loadEnv, r *report, rcv *receiver, tail *outboxTail) []string {
+func notes(e *loadEnv, r *report, rcv *smsReceiver, tail *outboxTail) []string {
 	var out []string
 	timeouts := func(op string) uint64 {
 		for _, o := range r.Operations {
@@ -321,10 +425,10 @@ func notes(e *loadEnv, r *report, rcv *receiver, tail *outboxTail) []string {
 		return 0
 	}
 	if rcv != nil && timeouts(opSMSWait) > 0 {
-		switch {
-		case rcv.rejected.Load() > 0:
+		switch c := rcv.Counts(); {
+		case c.Unauthorized > 0:
 			out = append(out, "SMS were refused for their signature or timestamp: the server's USERPHONE_SMS_WEBHOOK_SECRET differs from -webhook-secret, or the clocks differ")
-		case rcv.received.Load() == 0:
+		case c.Taken == 0:
 			out = append(out, "no SMS reached the receiver: does the server run with the settings printed at the start (USERPHONE_SMS_PROVIDER=webhook and the URL)?")
 		default:
 			out = append(out, "some SMS did not arrive within -message-timeout: the server's delivery queue (USERPHONE_WORKERS) may be behind")
@@ -354,7 +458,7 @@ func ready(ctx context.Context, hc *http.Client, base string) error {
 	if err != nil {
 		return err
 	}
-	u.Path = strings.TrimSuffix(strings.TrimSuffix(u.Path, "/"), "/user/2021-2") + "/health/ready"
+	u.Path = strings.TrimSuffix(strings.TrimSuffix(u.Path, "/"), openapi.BasePath) + "/health/ready"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return err

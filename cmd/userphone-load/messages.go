@@ -3,21 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"regexp"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pace/userphone"
+	"github.com/pace/userphone/delivery"
+	"github.com/pace/userphone/flow"
+	"github.com/pace/userphone/internal/testservers"
 )
 
 // mailbox hands messages to the workers waiting for them, by recipient (a
@@ -82,113 +80,35 @@ func (m *mailbox) wait(ctx context.Context, key string, ch <-chan string, timeou
 	}
 }
 
-// webhookPath is where the receiver takes the server's SMS.
-const webhookPath = "/sms"
-
-// webhookMaxAge is how far a request's timestamp may be from the clock, as
-// the server's README asks of receivers.
-const webhookMaxAge = 5 * time.Minute
-
-// receiver is an SMS gateway as the server's README describes one for
-// USERPHONE_SMS_PROVIDER=webhook: it checks the signature over the raw body
-// in constant time, refuses stale timestamps, deduplicates by
-// Idempotency-Key, and hands the code in the text to the worker waiting
-// for that number.
-type receiver struct {
-	secret []byte
-	codes  *mailbox
-	now    func() time.Time
-
-	mu   sync.Mutex
-	seen map[string]struct{}
-
-	received, duplicates, rejected, malformed atomic.Int64
-	last                                      atomic.Int64 // unix nanoseconds of the last SMS taken
+// smsReceiver is the SMS gateway of USERPHONE_SMS_WEBHOOK_URL as the
+// server's README describes one (testservers.Webhook: the signature over
+// the raw body checked in constant time, stale timestamps refused, each
+// Idempotency-Key taken once), which hands the code in each SMS to the
+// worker waiting for that number.
+type smsReceiver struct {
+	*testservers.Webhook
+	// noCode counts SMS taken whose text does not start with a code; the
+	// report shows them as malformed, beside the requests the receiver
+	// refused as such.
+	noCode atomic.Int64
 }
 
-func newReceiver(secret string, codes *mailbox) *receiver {
-	return &receiver{secret: []byte(secret), codes: codes, now: time.Now, seen: map[string]struct{}{}}
+func newSMSReceiver(secret string, codes *mailbox) *smsReceiver {
+	r := &smsReceiver{}
+	r.Webhook = testservers.NewWebhook(secret, testservers.OnWebhookSMS(func(sms testservers.WebhookSMS) {
+		if code, ok := testservers.SMSCode(sms.Text); ok {
+			codes.deliver(sms.To, code)
+		} else {
+			r.noCode.Add(1)
+		}
+	}))
+	return r
 }
 
-// The server sends the code first in the SMS text.
-var leadingCode = regexp.MustCompile(`^\s*(\d{6})\b`)
-
-func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	if req.Method != http.MethodPost || req.URL.Path != webhookPath {
-		http.Error(w, "POST "+webhookPath, http.StatusNotFound)
-		return
-	}
-	body, err := io.ReadAll(io.LimitReader(req.Body, 64<<10))
-	if err != nil {
-		http.Error(w, "read body", http.StatusBadRequest)
-		return
-	}
-	ts, sig := req.Header.Get("X-Userphone-Timestamp"), req.Header.Get("X-Userphone-Signature")
-	if err := checkWebhookSignature(r.secret, ts, sig, body, r.now()); err != nil {
-		// 401 makes the server retry: the operator's secret or clock is off.
-		r.rejected.Add(1)
-		http.Error(w, err.Error(), http.StatusUnauthorized)
-		return
-	}
-	var sms struct {
-		ID, To, Text, Locale string
-	}
-	if err := json.Unmarshal(body, &sms); err != nil || sms.To == "" {
-		r.malformed.Add(1)
-		http.Error(w, "not an SMS", http.StatusUnprocessableEntity)
-		return
-	}
-	key := req.Header.Get("Idempotency-Key")
-	if key == "" {
-		key = sms.ID
-	}
-	r.mu.Lock()
-	_, dup := r.seen[key]
-	if key != "" {
-		r.seen[key] = struct{}{}
-	}
-	r.mu.Unlock()
-	if dup {
-		// The same message again (a retry after a lost answer): taken once.
-		r.duplicates.Add(1)
-		w.WriteHeader(http.StatusOK)
-		return
-	}
-	r.received.Add(1)
-	r.last.Store(time.Now().UnixNano())
-	if m := leadingCode.FindStringSubmatch(sms.Text); m != nil {
-		r.codes.deliver(sms.To, m[1])
-	} else {
-		r.malformed.Add(1)
-	}
-	w.WriteHeader(http.StatusOK)
-}
-
-// checkWebhookSignature is the receiver's check, written from the wire
-// format in the server's README rather than shared with its sender: the
-// hex HMAC-SHA256 under the secret of timestamp + "." + body, compared in
-// constant time, and a timestamp within 5 minutes of the clock.
-func checkWebhookSignature(secret []byte, timestamp, signature string, body []byte, now time.Time) error {
-	sec, err := strconv.ParseInt(timestamp, 10, 64)
-	if err != nil {
-		return errors.New("X-Userphone-Timestamp is not Unix seconds")
-	}
-	if d := now.Sub(time.Unix(sec, 0)); d > webhookMaxAge || d < -webhookMaxAge {
-		return fmt.Errorf("X-Userphone-Timestamp is %s off the clock", d.Round(time.Second))
-	}
-	hexSig, ok := strings.CutPrefix(signature, "sha256=")
-	got, err := hex.DecodeString(hexSig)
-	if !ok || err != nil {
-		return errors.New("X-Userphone-Signature is not sha256=<hex>")
-	}
-	mac := hmac.New(sha256.New, secret)
-	mac.Write([]byte(timestamp))
-	mac.Write([]byte("."))
-	mac.Write(body)
-	if !hmac.Equal(got, mac.Sum(nil)) {
-		return errors.New("X-Userphone-Signature does not match")
-	}
-	return nil
+// malformed counts what the report calls malformed: requests that are
+// not an SMS, and SMS without a code.
+func (r *smsReceiver) malformed() int64 {
+	return int64(r.Counts().Malformed) + r.noCode.Load()
 }
 
 // outboxTail follows the server's dev outbox (USERPHONE_DATA_DIR/
@@ -295,10 +215,8 @@ func (t *outboxTail) consume(b []byte) {
 
 func (t *outboxTail) line(b []byte) {
 	t.lines.Add(1)
-	var m struct {
-		Channel, To, Kind, Text string
-	}
-	if json.Unmarshal(b, &m) != nil || m.Channel != "email" || m.Kind != "confirm-change" {
+	var m delivery.OutboxLine
+	if json.Unmarshal(b, &m) != nil || m.Channel != userphone.ChannelEmail || m.Kind != flow.KindConfirmChange {
 		return
 	}
 	if link := confirmLink.FindString(m.Text); link != "" {

@@ -14,16 +14,17 @@ import (
 	"time"
 
 	"github.com/pace/userphone/delivery"
+	"github.com/pace/userphone/internal/testservers"
 )
 
 func TestTheReceiverChecksSignaturesLikeARealOne(t *testing.T) {
 	secret := randomHex(32)
 	codes := newMailbox()
-	rcv := newReceiver(secret, codes)
+	rcv := newSMSReceiver(secret, codes)
 	now := time.Now()
 	post := func(body string, key string, ts time.Time, sign string) int {
 		tsv := strconv.FormatInt(ts.Unix(), 10)
-		req := httptest.NewRequest(http.MethodPost, webhookPath, strings.NewReader(body))
+		req := httptest.NewRequest(http.MethodPost, testservers.WebhookPath, strings.NewReader(body))
 		req.Header.Set("Idempotency-Key", key)
 		req.Header.Set(delivery.HeaderWebhookTimestamp, tsv)
 		req.Header.Set(delivery.HeaderWebhookSignature, delivery.SignWebhook([]byte(sign), tsv, []byte(body)))
@@ -41,8 +42,13 @@ func TestTheReceiverChecksSignaturesLikeARealOne(t *testing.T) {
 	}
 	// The same message again is taken once.
 	ch = codes.expect("+4917600000001")
-	if c := post(body, "k1", now, secret); c != 200 || len(ch) != 0 || rcv.duplicates.Load() != 1 {
+	if c := post(body, "k1", now, secret); c != 200 || len(ch) != 0 || rcv.Counts().Duplicates != 1 {
 		t.Fatalf("a duplicate: %d, delivered %d", c, len(ch))
+	}
+	// Taken, but without a code first in the text: malformed for the report.
+	noCode := `{"id":"k5","to":"+4917600000002","text":"your code is 123456","locale":"en"}`
+	if c := post(noCode, "k5", now, secret); c != 200 || rcv.malformed() != 1 {
+		t.Fatalf("an SMS without a leading code: %d, %d malformed", c, rcv.malformed())
 	}
 	for name, c := range map[string]int{
 		"wrong secret":    post(body, "k2", now, randomHex(32)),
@@ -55,13 +61,13 @@ func TestTheReceiverChecksSignaturesLikeARealOne(t *testing.T) {
 	}
 	// A body changed after signing.
 	tsv := strconv.FormatInt(now.Unix(), 10)
-	req := httptest.NewRequest(http.MethodPost, webhookPath, strings.NewReader(strings.Replace(body, "123456", "654321", 1)))
+	req := httptest.NewRequest(http.MethodPost, testservers.WebhookPath, strings.NewReader(strings.Replace(body, "123456", "654321", 1)))
 	req.Header.Set(delivery.HeaderWebhookTimestamp, tsv)
 	req.Header.Set(delivery.HeaderWebhookSignature, delivery.SignWebhook([]byte(secret), tsv, []byte(body)))
 	rec := httptest.NewRecorder()
 	rcv.ServeHTTP(rec, req)
-	if rec.Code != http.StatusUnauthorized || rcv.rejected.Load() != 4 {
-		t.Fatalf("a changed body: %d, %d rejected", rec.Code, rcv.rejected.Load())
+	if rec.Code != http.StatusUnauthorized || rcv.Counts().Unauthorized != 4 {
+		t.Fatalf("a changed body: %d, %d rejected", rec.Code, rcv.Counts().Unauthorized)
 	}
 }
 

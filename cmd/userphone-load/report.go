@@ -139,6 +139,14 @@ func fmtStatuses(m map[string]uint64) string {
 // print writes the table: one line per operation, the baseline, the
 // ratios, and what went wrong.
 func (r *report) print(w io.Writer) {
+	r.printHeading(w)
+	r.printTable(w)
+	r.printFootnotes(w)
+}
+
+// printHeading says what ran, against what, for how long, and how many
+// iterations completed.
+func (r *report) printHeading(w io.Writer) {
 	fmt.Fprintf(w, "\nscenario %s: %s\n", r.Scenario, r.Summary)
 	mode := r.Mode
 	if r.Rate > 0 {
@@ -155,6 +163,11 @@ func (r *report) print(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w)
+}
+
+// printTable writes a line per operation and one for the baseline, in
+// aligned columns.
+func (r *report) printTable(w io.Writer) {
 	width := len("operation")
 	for _, o := range r.Operations {
 		width = max(width, len(o.Name)+2)
@@ -180,6 +193,11 @@ func (r *report) print(w io.Writer) {
 		line(r.Baseline.Latency, "baseline")
 	}
 	tw.Flush()
+}
+
+// printFootnotes explains the table's waits and baseline, and lists what
+// the receiver counted, the error samples, the notes and the errors.
+func (r *report) printFootnotes(w io.Writer) {
 	var waits bool
 	for _, o := range r.Operations {
 		waits = waits || !o.HTTP

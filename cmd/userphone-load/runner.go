@@ -95,121 +95,160 @@ type phase struct {
 // closes are not counted; the workers finish them, or give up on them
 // after the request timeout.
 func runPhase(ctx context.Context, e *loadEnv, name string, sc *scenario, progress io.Writer) *phase {
-	cfg := e.cfg
-	p := &phase{name: name, sc: sc}
-	warm := newRecorder(sc.ops)
-	measure := newRecorder(sc.ops)
-	p.rec = measure
+	r := newPhaseRun(ctx, e, name, sc)
+	defer r.cancelRun()
+	defer r.cancelWaits()
+	if e.cfg.Rate > 0 {
+		r.sched = make(chan time.Time, min(int(e.cfg.Rate*10)+e.cfg.Concurrency, 1<<20))
+		go r.schedule()
+	}
+	e.current.Store(r.warm)
+	r.startWorkers()
+	prog := startProgress(progress, e, name)
+	r.warmUpThenMeasure(ctx, prog, name)
+	r.letInFlightEnd()
+	prog.stop()
+	return r.finish()
+}
+
+// phaseRun is what one runPhase's workers, schedule and clock share.
+type phaseRun struct {
+	e             *loadEnv
+	sc            *scenario
+	p             *phase
+	warm, measure *recorder
+	// runCtx ends the iterations; cancelWaits ends the waits for messages
+	// when the window closes.
+	runCtx                 context.Context
+	cancelRun, cancelWaits context.CancelFunc
+	stopCh                 chan struct{}
+	stopOnce               sync.Once
+	// sched holds the open loop's start times; nil in a closed loop.
+	sched chan time.Time
+	// missed counts open-loop starts dropped because sched was full;
+	// tickets, the iterations begun in the window, for -n.
+	missed, tickets atomic.Int64
+	stopErr         atomic.Pointer[error]
+	workersDone     chan struct{}
+}
+
+func newPhaseRun(ctx context.Context, e *loadEnv, name string, sc *scenario) *phaseRun {
+	r := &phaseRun{e: e, sc: sc, warm: newRecorder(sc.ops), measure: newRecorder(sc.ops), stopCh: make(chan struct{})}
+	r.p = &phase{name: name, sc: sc, rec: r.measure}
 	e.stopping.Store(false)
 	e.requests.Store(0)
 	e.errors.Store(0)
-
-	runCtx, cancelRun := context.WithCancel(ctx)
-	defer cancelRun()
-	waits, cancelWaits := context.WithCancel(runCtx)
-	defer cancelWaits()
+	r.runCtx, r.cancelRun = context.WithCancel(ctx)
+	var waits context.Context
+	waits, r.cancelWaits = context.WithCancel(r.runCtx)
 	e.waits = waits
-	stopCh := make(chan struct{})
-	var stopOnce sync.Once
-	stop := func(reason string) {
-		stopOnce.Do(func() {
-			p.stopReason = reason
-			e.stopping.Store(true)
-			measure.close(time.Now())
-			close(stopCh)
-			cancelWaits()
-		})
-	}
+	return r
+}
 
-	// Open loop: a schedule of start times; workers take the next one.
-	var sched chan time.Time
-	var missed atomic.Int64
-	if cfg.Rate > 0 {
-		sched = make(chan time.Time, min(int(cfg.Rate*10)+cfg.Concurrency, 1<<20))
-		go func() {
-			start := time.Now()
-			interval := time.Duration(float64(time.Second) / cfg.Rate)
-			for k := int64(0); ; k++ {
-				at := start.Add(time.Duration(k) * interval)
-				if d := time.Until(at); d > 0 {
-					select {
-					case <-stopCh:
-						return
-					case <-time.After(d):
-					}
-				}
-				select {
-				case sched <- at:
-				case <-stopCh:
-					return
-				default:
-					missed.Add(1)
-				}
+// stop closes the window, once, for reason.
+func (r *phaseRun) stop(reason string) {
+	r.stopOnce.Do(func() {
+		r.p.stopReason = reason
+		r.e.stopping.Store(true)
+		r.measure.close(time.Now())
+		close(r.stopCh)
+		r.cancelWaits()
+	})
+}
+
+// schedule puts the open loop's start times into sched, one every
+// 1/-rate seconds, until the window closes; a start that finds sched full
+// is dropped and counted.
+func (r *phaseRun) schedule() {
+	start := time.Now()
+	interval := time.Duration(float64(time.Second) / r.e.cfg.Rate)
+	for k := int64(0); ; k++ {
+		at := start.Add(time.Duration(k) * interval)
+		if d := time.Until(at); d > 0 {
+			select {
+			case <-r.stopCh:
+				return
+			case <-time.After(d):
 			}
-		}()
+		}
+		select {
+		case r.sched <- at:
+		case <-r.stopCh:
+			return
+		default:
+			r.missed.Add(1)
+		}
 	}
+}
 
-	e.current.Store(warm)
-	var tickets atomic.Int64
+// startWorkers starts -c workers; workersDone closes when all have ended.
+func (r *phaseRun) startWorkers() {
 	var live sync.WaitGroup
-	var stopErr atomic.Pointer[error]
-	for i := range cfg.Concurrency {
-		live.Go(func() {
-			w := &worker{id: i, env: e}
-			for {
-				select {
-				case <-stopCh:
-					return
-				default:
-				}
-				if sched != nil {
-					select {
-					case at := <-sched:
-						w.intended = at
-					case <-stopCh:
-						return
-					}
-				}
-				// The whole iteration counts in the phase it began in, and
-				// with -n only the window's iterations take a ticket.
-				rec := e.current.Load()
-				if cfg.Iterations > 0 && rec == measure && tickets.Add(1) > cfg.Iterations {
-					return
-				}
-				w.rec = rec
-				err := sc.iterate(runCtx, w)
-				w.intended = time.Time{}
-				if err == nil {
-					if rec == measure && !measure.closed.Load() {
-						measure.iters.Add(1)
-					}
-					continue
-				}
-				if !errors.Is(err, errAbort) {
-					stopErr.CompareAndSwap(nil, &err)
-					stop(err.Error())
-					return
-				}
-			}
-		})
+	for i := range r.e.cfg.Concurrency {
+		live.Go(func() { r.work(&worker{id: i, env: r.e}) })
 	}
-	workersDone := make(chan struct{})
-	go func() { live.Wait(); close(workersDone) }()
+	r.workersDone = make(chan struct{})
+	go func() { live.Wait(); close(r.workersDone) }()
+}
 
-	prog := startProgress(progress, e, name)
-	// Warm-up, then the window.
+// work runs iterations on w until the window closes, the -n tickets run
+// out, or an iteration fails in a way that ends the phase (the token file
+// ran out), which it stops.
+func (r *phaseRun) work(w *worker) {
+	for {
+		select {
+		case <-r.stopCh:
+			return
+		default:
+		}
+		if r.sched != nil {
+			select {
+			case at := <-r.sched:
+				w.intended = at
+			case <-r.stopCh:
+				return
+			}
+		}
+		// The whole iteration counts in the phase it began in, and with -n
+		// only the window's iterations take a ticket.
+		rec := r.e.current.Load()
+		if r.e.cfg.Iterations > 0 && rec == r.measure && r.tickets.Add(1) > r.e.cfg.Iterations {
+			return
+		}
+		w.rec = rec
+		err := r.sc.iterate(r.runCtx, w)
+		w.intended = time.Time{}
+		if err == nil {
+			if rec == r.measure && !r.measure.closed.Load() {
+				r.measure.iters.Add(1)
+			}
+			continue
+		}
+		if !errors.Is(err, errAbort) {
+			r.stopErr.CompareAndSwap(nil, &err)
+			r.stop(err.Error())
+			return
+		}
+	}
+}
+
+// warmUpThenMeasure waits out the warm-up, then opens the window and
+// closes it when the duration is reached, ctx ends or the workers are
+// done.
+func (r *phaseRun) warmUpThenMeasure(ctx context.Context, prog *progress, name string) {
+	cfg := r.e.cfg
 	if cfg.Warmup > 0 {
 		prog.label(name + " warm-up")
 		select {
 		case <-time.After(cfg.Warmup):
 		case <-ctx.Done():
-		case <-workersDone:
+		case <-r.workersDone:
 		}
 	}
-	measure.start = time.Now()
-	e.current.Store(measure)
-	e.requests.Store(0)
-	e.errors.Store(0)
+	r.measure.start = time.Now()
+	r.e.current.Store(r.measure)
+	r.e.requests.Store(0)
+	r.e.errors.Store(0)
 	prog.restart(name)
 
 	var deadline <-chan time.Time
@@ -218,26 +257,34 @@ func runPhase(ctx context.Context, e *loadEnv, name string, sc *scenario, progre
 	}
 	select {
 	case <-deadline:
-		stop("duration reached")
+		r.stop("duration reached")
 	case <-ctx.Done():
-		stop("interrupted")
-	case <-workersDone:
-		stop("all iterations done")
-	case <-stopCh:
+		r.stop("interrupted")
+	case <-r.workersDone:
+		r.stop("all iterations done")
+	case <-r.stopCh:
 	}
-	// Let the iterations in flight end; they are not counted any more.
+}
+
+// letInFlightEnd lets the iterations in flight end, uncounted, within the
+// request timeout; then it cancels them.
+func (r *phaseRun) letInFlightEnd() {
 	select {
-	case <-workersDone:
-	case <-time.After(cfg.Timeout):
-		cancelRun()
-		<-workersDone
+	case <-r.workersDone:
+	case <-time.After(r.e.cfg.Timeout):
+		r.cancelRun()
+		<-r.workersDone
 	}
-	prog.stop()
-	e.current.Store(nil)
-	p.elapsed = measure.elapsed()
-	p.iterations = measure.iters.Load()
-	p.missed = missed.Load()
-	if errp := stopErr.Load(); errp != nil && errors.Is(*errp, errNoUsers) {
+}
+
+// finish stops recording and fills in the phase's figures.
+func (r *phaseRun) finish() *phase {
+	r.e.current.Store(nil)
+	p := r.p
+	p.elapsed = r.measure.elapsed()
+	p.iterations = r.measure.iters.Load()
+	p.missed = r.missed.Load()
+	if errp := r.stopErr.Load(); errp != nil && errors.Is(*errp, errNoUsers) {
 		p.stopReason = "the token file ran out"
 	}
 	return p
@@ -348,7 +395,7 @@ func startBaseline() (string, func(), error) {
 }
 
 // serveReceiver starts the webhook receiver on addr.
-func serveReceiver(addr string, r *receiver) (net.Addr, func(), error) {
+func serveReceiver(addr string, r http.Handler) (net.Addr, func(), error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("-webhook-listen %s: %w", addr, err)
@@ -362,15 +409,16 @@ func serveReceiver(addr string, r *receiver) (net.Addr, func(), error) {
 // max: the server may still be sending what the run asked for, which
 // would otherwise land on the next run or a closed port. still reports
 // that they were still coming when max ran out.
-func drain(r *receiver, quiet, max time.Duration) (n int64, still bool) {
-	before := r.received.Load()
+func drain(r *smsReceiver, quiet, max time.Duration) (n int64, still bool) {
+	taken := func() int64 { return int64(r.Counts().Taken) }
+	before := taken()
 	deadline := time.Now().Add(max)
 	for {
-		if time.Since(time.Unix(0, r.last.Load())) >= quiet {
-			return r.received.Load() - before, false
+		if time.Since(r.LastTaken()) >= quiet {
+			return taken() - before, false
 		}
 		if time.Now().After(deadline) {
-			return r.received.Load() - before, true
+			return taken() - before, true
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

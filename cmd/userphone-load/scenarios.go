@@ -376,19 +376,7 @@ func iterateBaseline(ctx context.Context, w *worker) error {
 // SMS code, verify), with 404 they stay unknown to the server. Users from
 // a token file are asked once, and each must keep giving that answer.
 func prepareCheck(ctx context.Context, e *loadEnv) error {
-	n := e.cfg.Users
-	if tf, ok := e.users.(*tokenFile); ok {
-		n = min(n, len(tf.all))
-	}
-	pool := make([]vuser, 0, n)
-	for range n {
-		u, ok := e.users.next()
-		if !ok {
-			break
-		}
-		u.checkStatus = e.cfg.CheckStatus
-		pool = append(pool, u)
-	}
+	pool := takeCheckUsers(e)
 	_, fromFile := e.users.(*tokenFile)
 	if !fromFile && e.cfg.CheckStatus == http.StatusNotFound {
 		e.checkUsers = pool
@@ -402,6 +390,39 @@ func prepareCheck(ctx context.Context, e *loadEnv) error {
 		{name: opCheck, http: true, expected: []int{200, 201, 404}},
 		{name: opPut, http: true, expected: []int{201}}, smsWait, {name: opVerify, http: true, expected: []int{200}},
 	})
+	if err := verifyOrProbeEach(ctx, e, prep, pool, fromFile); err != nil {
+		return fmt.Errorf("preparing the check scenario's users: %w (%s)", err, failures(prep))
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	e.checkUsers = pool
+	return nil
+}
+
+// takeCheckUsers takes -users users (at most the token file's), each
+// expected to answer -check-status.
+func takeCheckUsers(e *loadEnv) []vuser {
+	n := e.cfg.Users
+	if tf, ok := e.users.(*tokenFile); ok {
+		n = min(n, len(tf.all))
+	}
+	pool := make([]vuser, 0, n)
+	for range n {
+		u, ok := e.users.next()
+		if !ok {
+			break
+		}
+		u.checkStatus = e.cfg.CheckStatus
+		pool = append(pool, u)
+	}
+	return pool
+}
+
+// verifyOrProbeEach, on -c workers, gives each minted user of pool a
+// verified number, or asks once what a token file's user gets. A worker
+// whose user failed stops; the first failure is returned.
+func verifyOrProbeEach(ctx context.Context, e *loadEnv, prep *recorder, pool []vuser, fromFile bool) error {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -430,14 +451,7 @@ func prepareCheck(ctx context.Context, e *loadEnv) error {
 		})
 	}
 	wg.Wait()
-	if firstErr != nil {
-		return fmt.Errorf("preparing the check scenario's users: %w (%s)", firstErr, failures(prep))
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	e.checkUsers = pool
-	return nil
+	return firstErr
 }
 
 // probe asks once what GET /user/phone answers a token file's user.

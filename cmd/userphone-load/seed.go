@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"gorm.io/gorm"
 
 	"github.com/pace/userphone"
 	"github.com/pace/userphone/store"
@@ -32,15 +32,6 @@ type seedConfig struct {
 	Span        time.Duration
 	Seed        uint64
 }
-
-// The columns written, exactly as store/migrations define them; ids of
-// phone_events come from the database.
-var (
-	userCols   = []string{"id", "email", "locale", "phone_number", "phone_verified_at", "created_at", "updated_at"}
-	changeCols = []string{"id", "user_id", "phone_number", "status", "email_token_hash", "code_hash", "attempts", "sends",
-		"last_sent_at", "cancel_reason", "created_at", "updated_at", "expires_at", "closed_at", "version"}
-	eventCols = []string{"at", "kind", "user_id", "change_id", "phone_number", "request_id", "client_ip_hash", "detail"}
-)
 
 func seedFlags(args []string, getenv func(string) string, stderr io.Writer) (seedConfig, error) {
 	var c seedConfig
@@ -90,61 +81,30 @@ func seedCmd(ctx context.Context, args []string, getenv func(string) string, std
 // bulk: COPY on PostgreSQL, multi-row INSERTs on SQLite, a transaction per
 // batch.
 func seed(ctx context.Context, cfg seedConfig, out io.Writer) error {
-	st, err := store.Open(store.Config{DatabaseURL: cfg.DatabaseURL, DataDir: cfg.DataDir, Logger: slog.New(slog.DiscardHandler)})
+	st, err := openMigratedStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := st.Ping(pingCtx); err != nil {
-		return fmt.Errorf("the database does not answer: %w", err)
-	}
-	if err := st.Migrate(ctx); err != nil {
-		return err
-	}
-	g := &generator{cfg: cfg, now: time.Now().UTC().Truncate(time.Microsecond), n: cfg.Users}
 	db := st.DB().WithContext(ctx)
-	if err := db.Raw("SELECT count(*) FROM users WHERE id LIKE ?", cfg.Prefix+"%").Scan(&g.userOff).Error; err != nil {
+	g, err := newGenerator(db, cfg)
+	if err != nil {
 		return err
 	}
-	if err := db.Raw("SELECT count(*) FROM phone_changes WHERE user_id LIKE ?", cfg.Prefix+"%").Scan(&g.changeOff).Error; err != nil {
+	sink, closeSink, err := newBulkSink(ctx, st, cfg.DatabaseURL)
+	if err != nil {
 		return err
 	}
-	if g.userOff+cfg.Users > numberRange || g.changeOff+cfg.Changes > numberRange {
-		return fmt.Errorf("the number ranges (+49 177 and +49 179, 8 digits) hold %d users and %d changes per prefix; use another --prefix", numberRange, numberRange)
-	}
-
-	var sink bulkSink
-	if st.Dialect() == store.Postgres {
-		conn, err := pgx.Connect(ctx, cfg.DatabaseURL)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(context.Background())
-		sink = &pgSink{conn: conn}
-	} else {
-		sink = &sqliteSink{db: st.SQLDB(), stmts: map[string]string{}}
-	}
+	defer closeSink()
 	where := string(st.Dialect())
 	if st.Dialect() == store.SQLite {
 		where += " in " + cfg.DataDir
 	}
 	fmt.Fprintf(out, "seeding %s: %d users (%s%d…), %d changes, events %v; %d users or changes a transaction\n",
 		where, cfg.Users, cfg.Prefix, g.userOff, cfg.Changes, cfg.Events, cfg.Batch)
-
-	var counts seedCounts
-	start := time.Now()
-	stopProgress := seedProgress(out, &counts, start)
-	err = g.write(ctx, sink, &counts)
-	stopProgress()
-	if err != nil {
+	if err := g.writeWithProgress(ctx, sink, out); err != nil {
 		return err
 	}
-	took := time.Since(start)
-	total := counts.users.Load() + counts.changes.Load() + counts.events.Load()
-	fmt.Fprintf(out, "seeded %d users, %d changes, %d events: %d rows in %s, %.0f rows/s\n",
-		counts.users.Load(), counts.changes.Load(), counts.events.Load(), total, took.Round(time.Millisecond), float64(total)/took.Seconds())
 	if st.Dialect() == store.Postgres {
 		// As autovacuum would soon: the planner should know the tables' sizes.
 		t0 := time.Now()
@@ -153,6 +113,72 @@ func seed(ctx context.Context, cfg seedConfig, out io.Writer) error {
 		}
 		fmt.Fprintf(out, "analyzed the tables in %s\n", time.Since(t0).Round(time.Millisecond))
 	}
+	return nil
+}
+
+// openMigratedStore opens the database and migrates it, as the server does.
+func openMigratedStore(ctx context.Context, cfg seedConfig) (*store.Store, error) {
+	st, err := store.Open(store.Config{DatabaseURL: cfg.DatabaseURL, DataDir: cfg.DataDir})
+	if err != nil {
+		return nil, err
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := st.Ping(pingCtx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("the database does not answer: %w", err)
+	}
+	if err := st.Migrate(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return st, nil
+}
+
+// newGenerator continues the numbering of an earlier seed with the same
+// prefix, and refuses to run the number ranges over.
+func newGenerator(db *gorm.DB, cfg seedConfig) (*generator, error) {
+	g := &generator{cfg: cfg, now: time.Now().UTC().Truncate(time.Microsecond), n: cfg.Users}
+	if err := db.Raw("SELECT count(*) FROM users WHERE id LIKE ?", cfg.Prefix+"%").Scan(&g.userOff).Error; err != nil {
+		return nil, err
+	}
+	if err := db.Raw("SELECT count(*) FROM phone_changes WHERE user_id LIKE ?", cfg.Prefix+"%").Scan(&g.changeOff).Error; err != nil {
+		return nil, err
+	}
+	if g.userOff+cfg.Users > numberRange || g.changeOff+cfg.Changes > numberRange {
+		return nil, fmt.Errorf("the number ranges (+49 177 and +49 179, 8 digits) hold %d users and %d changes per prefix; use another --prefix", numberRange, numberRange)
+	}
+	return g, nil
+}
+
+// newBulkSink picks COPY on a connection of its own for PostgreSQL, and
+// multi-row INSERTs on the store's pool for SQLite.
+func newBulkSink(ctx context.Context, st *store.Store, databaseURL string) (bulkSink, func(), error) {
+	if st.Dialect() != store.Postgres {
+		return &sqliteSink{db: st.SQLDB(), stmts: map[string]string{}}, func() {}, nil
+	}
+	conn, err := pgx.Connect(ctx, databaseURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &pgSink{conn: conn}, func() { conn.Close(context.Background()) }, nil
+}
+
+// writeWithProgress writes the rows with a progress line a second, then
+// the totals and the rate.
+func (g *generator) writeWithProgress(ctx context.Context, sink bulkSink, out io.Writer) error {
+	var counts seedCounts
+	start := time.Now()
+	stopProgress := seedProgress(out, &counts, start)
+	err := g.write(ctx, sink, &counts)
+	stopProgress()
+	if err != nil {
+		return err
+	}
+	took := time.Since(start)
+	total := counts.users.Load() + counts.changes.Load() + counts.events.Load()
+	fmt.Fprintf(out, "seeded %d users, %d changes, %d events: %d rows in %s, %.0f rows/s\n",
+		counts.users.Load(), counts.changes.Load(), counts.events.Load(), total, took.Round(time.Millisecond), float64(total)/took.Seconds())
 	return nil
 }
 
@@ -329,6 +355,7 @@ func (g *generator) userStart(u int64) time.Time {
 
 // plan makes change j; it draws from a generator seeded with the seed and
 // the change's global index, so the same change comes out every time.
+// The draws' order is part of that: a change reordered is another change.
 func (g *generator) plan(j int64) change {
 	if g.rng == nil {
 		g.rng = rand.New(&g.pcg)
@@ -346,30 +373,51 @@ func (g *generator) plan(j int64) change {
 	start := g.userStart(c.u)
 	window := g.now.Sub(start)
 	c.created = start.Add(time.Duration(float64(window) * (float64(c.k) + 0.2 + 0.6*r.Float64()) / float64(g.changesOf(c.u)+1)))
+	c.status = drawStatus(r, c.k == 0, last)
+	c.created, c.status = g.fitCreatedToStatus(r, c.created, c.status)
+	c.expires = c.created.Add(24 * time.Hour)
+	c.drawMessages(r)
+	c.drawEnd(r)
+	return c
+}
 
+// drawStatus: a user's first change verified the number they started
+// with; only their last may still be open.
+func drawStatus(r *rand.Rand, first, last bool) userphone.ChangeStatus {
 	roll := r.Float64()
 	switch {
-	case c.k == 0:
-		c.status = userphone.StatusVerified
+	case first:
+		return userphone.StatusVerified
 	case last && roll < 0.10:
-		c.status = userphone.StatusAwaitingEmailConfirmation
+		return userphone.StatusAwaitingEmailConfirmation
 	case last && roll < 0.20:
-		c.status = userphone.StatusAwaitingCode
+		return userphone.StatusAwaitingCode
 	case roll < 0.55:
-		c.status = userphone.StatusVerified
+		return userphone.StatusVerified
 	case roll < 0.80:
-		c.status = userphone.StatusCancelled
-	default:
-		c.status = userphone.StatusExpired
+		return userphone.StatusCancelled
 	}
-	if c.status.Open() {
-		c.created = g.now.Add(-time.Hour - time.Duration(r.Float64()*float64(22*time.Hour)))
+	return userphone.StatusExpired
+}
+
+// fitCreatedToStatus moves an open change into the last 23 hours, so that
+// neither the expiry sweep nor a request sees it expired, and makes an
+// expired change too young to have expired a cancelled one; the time it
+// returns has the database's precision.
+func (g *generator) fitCreatedToStatus(r *rand.Rand, created time.Time, status userphone.ChangeStatus) (time.Time, userphone.ChangeStatus) {
+	if status.Open() {
+		created = g.now.Add(-time.Hour - time.Duration(r.Float64()*float64(22*time.Hour)))
 	}
-	if c.status == userphone.StatusExpired && c.created.After(g.now.Add(-25*time.Hour)) {
-		c.status = userphone.StatusCancelled
+	if status == userphone.StatusExpired && created.After(g.now.Add(-25*time.Hour)) {
+		status = userphone.StatusCancelled
 	}
-	c.created = c.created.Truncate(time.Microsecond)
-	c.expires = c.created.Add(24 * time.Hour)
+	return created.Truncate(time.Microsecond), status
+}
+
+// drawMessages draws the e-mail step (a token, the confirmation a little
+// later) and whether the change got to the code, and counts the messages
+// sent.
+func (c *change) drawMessages(r *rand.Rand) {
 	c.confirmed = c.created
 	if c.viaEmail {
 		c.emailToken = randBytes(r, 32)
@@ -387,6 +435,12 @@ func (g *generator) plan(j int64) change {
 		c.lastSent = c.confirmed
 		c.sends = 2
 	}
+}
+
+// drawEnd draws how the change ended (wrong codes, the cancel reason, when
+// it closed), or the code hash of one still awaiting it, and sets the
+// last update.
+func (c *change) drawEnd(r *rand.Rand) {
 	switch c.status {
 	case userphone.StatusVerified:
 		if r.Float64() < 0.15 {
@@ -414,7 +468,6 @@ func (g *generator) plan(j int64) change {
 	if !c.closed.IsZero() {
 		c.updated = c.closed
 	}
-	return c
 }
 
 func randBytes(r *rand.Rand, n int) []byte {
@@ -435,18 +488,12 @@ func (x r2reader) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func nullable(t time.Time) any {
+// timePtr is nil for the zero time: a column left NULL.
+func timePtr(t time.Time) *time.Time {
 	if t.IsZero() {
 		return nil
 	}
-	return t.UTC()
-}
-
-func nullableBytes(b []byte) any {
-	if b == nil {
-		return nil
-	}
-	return b
+	return &t
 }
 
 // userRow is user u's row: their number is that of their latest verified
@@ -470,17 +517,23 @@ func (g *generator) userRow(u int64) []any {
 	if mix(uint64(g.userOff+u))%10 < 3 {
 		locale = "en"
 	}
-	return []any{id, id + "@example.com", locale, number, verifiedAt.UTC(), start.UTC(), updated.UTC()}
+	user := userphone.User{ID: id, Email: id + "@example.com", Locale: locale, PhoneNumber: number, PhoneVerifiedAt: &verifiedAt}
+	return store.UserValues(user, start, updated)
 }
 
+// row is the change's row. Its version counts the writes the flow made:
+// one per message sent and per wrong code, and the one that closed it.
 func (c change) row() []any {
 	version := c.sends + c.attempts
 	if !c.closed.IsZero() {
 		version++
 	}
-	return []any{c.id, c.userID, c.number, string(c.status), nullableBytes(c.emailToken), nullableBytes(c.code),
-		c.attempts, c.sends, nullable(c.lastSent), c.cancelReason, c.created.UTC(), c.updated.UTC(), c.expires.UTC(),
-		nullable(c.closed), version}
+	return store.ChangeValues(&userphone.PhoneChange{
+		ID: c.id, UserID: c.userID, PhoneNumber: c.number, Status: c.status,
+		EmailTokenHash: c.emailToken, CodeHash: c.code, Attempts: c.attempts, Sends: c.sends,
+		LastSentAt: timePtr(c.lastSent), CancelReason: c.cancelReason,
+		CreatedAt: c.created, UpdatedAt: c.updated, ExpiresAt: c.expires, ClosedAt: timePtr(c.closed),
+	}, version)
 }
 
 // events is the change's audit trail, as the flow writes it.
@@ -488,7 +541,8 @@ func (g *generator) events(c change, r *rand.Rand, rows [][]any) [][]any {
 	ipHash := fmt.Sprintf("%016x%016x", mix(uint64(g.userOff+c.u)), mix(uint64(g.userOff+c.u)+1))
 	add := func(at time.Time, kind userphone.EventKind, detail string) {
 		reqID := fmt.Sprintf("%016x%016x", r.Uint64(), r.Uint64())
-		rows = append(rows, []any{at.UTC(), string(kind), c.userID, c.id, c.number, reqID, ipHash, detail})
+		rows = append(rows, store.EventValues(userphone.Event{At: at, Kind: kind, UserID: c.userID, ChangeID: c.id,
+			PhoneNumber: c.number, RequestID: reqID, ClientIPHash: ipHash, Detail: detail}))
 	}
 	add(c.created, userphone.EventRequested, "")
 	if c.viaEmail {
@@ -514,19 +568,20 @@ func (g *generator) events(c change, r *rand.Rand, rows [][]any) [][]any {
 	return rows
 }
 
+// seedBatch is one transaction's rows.
+type seedBatch struct {
+	users, changes, events [][]any
+}
+
 // write produces the rows in batches on one goroutine and writes them on
 // another, so that making rows and the database's work overlap.
 func (g *generator) write(ctx context.Context, sink bulkSink, counts *seedCounts) error {
-	type batch struct {
-		users, changes, events [][]any
-	}
-	batches := make(chan batch, 2)
+	batches := make(chan seedBatch, 2)
 	genCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
 		defer close(batches)
-		size := int64(g.cfg.Batch)
-		send := func(b batch) bool {
+		send := func(b seedBatch) bool {
 			select {
 			case batches <- b:
 				return true
@@ -534,46 +589,12 @@ func (g *generator) write(ctx context.Context, sink bulkSink, counts *seedCounts
 				return false
 			}
 		}
-		for u := int64(0); u < g.n; u += size {
-			rows := make([][]any, 0, min(size, g.n-u))
-			for i := u; i < min(u+size, g.n); i++ {
-				rows = append(rows, g.userRow(i))
-			}
-			if !send(batch{users: rows}) {
-				return
-			}
-		}
-		evRNG := rand.New(rand.NewPCG(g.cfg.Seed, uint64(g.changeOff)^0x5eed))
-		for j := int64(0); j < g.cfg.Changes; j += size {
-			var b batch
-			for i := j; i < min(j+size, g.cfg.Changes); i++ {
-				c := g.plan(i)
-				b.changes = append(b.changes, c.row())
-				if g.cfg.Events {
-					b.events = g.events(c, evRNG, b.events)
-				}
-			}
-			if !send(b) {
-				return
-			}
+		if g.userBatches(send) {
+			g.changeBatches(send)
 		}
 	}()
 	for b := range batches {
-		if err := sink.begin(ctx); err != nil {
-			return err
-		}
-		err := writeIf(ctx, sink, "users", userCols, b.users)
-		if err == nil {
-			err = writeIf(ctx, sink, "phone_changes", changeCols, b.changes)
-		}
-		if err == nil {
-			err = writeIf(ctx, sink, "phone_events", eventCols, b.events)
-		}
-		if err == nil {
-			err = sink.commit(ctx)
-		}
-		if err != nil {
-			sink.rollback(ctx)
+		if err := writeBatch(ctx, sink, b); err != nil {
 			return err
 		}
 		counts.users.Add(int64(len(b.users)))
@@ -581,6 +602,65 @@ func (g *generator) write(ctx context.Context, sink bulkSink, counts *seedCounts
 		counts.events.Add(int64(len(b.events)))
 	}
 	return ctx.Err()
+}
+
+// userBatches hands the users' rows to send, a batch at a time; false
+// when send refused one.
+func (g *generator) userBatches(send func(seedBatch) bool) bool {
+	size := int64(g.cfg.Batch)
+	for u := int64(0); u < g.n; u += size {
+		rows := make([][]any, 0, min(size, g.n-u))
+		for i := u; i < min(u+size, g.n); i++ {
+			rows = append(rows, g.userRow(i))
+		}
+		if !send(seedBatch{users: rows}) {
+			return false
+		}
+	}
+	return true
+}
+
+// changeBatches hands the changes' rows, with their events, to send, a
+// batch at a time, until send refuses one.
+func (g *generator) changeBatches(send func(seedBatch) bool) {
+	size := int64(g.cfg.Batch)
+	evRNG := rand.New(rand.NewPCG(g.cfg.Seed, uint64(g.changeOff)^0x5eed))
+	for j := int64(0); j < g.cfg.Changes; j += size {
+		var b seedBatch
+		for i := j; i < min(j+size, g.cfg.Changes); i++ {
+			c := g.plan(i)
+			b.changes = append(b.changes, c.row())
+			if g.cfg.Events {
+				b.events = g.events(c, evRNG, b.events)
+			}
+		}
+		if !send(b) {
+			return
+		}
+	}
+}
+
+// writeBatch writes b in one transaction, the users before the changes
+// that refer to them.
+func writeBatch(ctx context.Context, sink bulkSink, b seedBatch) error {
+	if err := sink.begin(ctx); err != nil {
+		return err
+	}
+	users, changes, events := store.BulkUsers(), store.BulkChanges(), store.BulkEvents()
+	err := writeIf(ctx, sink, users.Name, users.Columns, b.users)
+	if err == nil {
+		err = writeIf(ctx, sink, changes.Name, changes.Columns, b.changes)
+	}
+	if err == nil {
+		err = writeIf(ctx, sink, events.Name, events.Columns, b.events)
+	}
+	if err == nil {
+		err = sink.commit(ctx)
+	}
+	if err != nil {
+		sink.rollback(ctx)
+	}
+	return err
 }
 
 func writeIf(ctx context.Context, sink bulkSink, table string, cols []string, rows [][]any) error {

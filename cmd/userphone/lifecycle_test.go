@@ -72,7 +72,9 @@ func TestReadinessFollowsTheDatabase(t *testing.T) {
 	}
 
 	proxy.Cut()
-	waitStatus(t, base+"/health/ready", http.StatusServiceUnavailable, 15*time.Second)
+	if !testenv.WaitStatus(t, base+"/health/ready", http.StatusServiceUnavailable, 15*time.Second) {
+		t.FailNow()
+	}
 	resp := check()
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("CheckUserPhone with the database down: %d, Retry-After %q; want 503 with Retry-After",
@@ -83,7 +85,9 @@ func TestReadinessFollowsTheDatabase(t *testing.T) {
 	}
 
 	proxy.Restore(t)
-	waitStatus(t, base+"/health/ready", http.StatusOK, 30*time.Second)
+	if !testenv.WaitStatus(t, base+"/health/ready", http.StatusOK, 30*time.Second) {
+		t.FailNow()
+	}
 	if s := check().StatusCode; s != http.StatusNotFound {
 		t.Fatalf("CheckUserPhone after the database came back: %d, want 404", s)
 	}
@@ -204,21 +208,4 @@ func devToken(t *testing.T, dataDir, sub string) string {
 		t.Fatal(err)
 	}
 	return tok
-}
-
-func waitStatus(t *testing.T, url string, status int, within time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	last := 0
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if last = resp.StatusCode; last == status {
-				return
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s did not answer %d within %v (last %d)", url, status, within, last)
 }

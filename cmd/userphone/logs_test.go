@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -14,8 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pace/userphone"
+	"github.com/pace/userphone/delivery"
 	"github.com/pace/userphone/internal/contract"
 	"github.com/pace/userphone/internal/testenv"
+	"github.com/pace/userphone/internal/testservers"
 )
 
 // A whole flow through the real command with JSON logs at debug level:
@@ -157,16 +159,12 @@ func wrong(code string) string {
 	return "000000"
 }
 
-type outboxLine struct {
-	Channel, To, Text, Kind string
-}
-
 // outboxCode waits for the newest SMS to number and returns its code.
 func outboxCode(t *testing.T, dataDir, number string) string {
 	t.Helper()
 	m := waitOutbox(t, dataDir, "sms", number)
-	code := regexp.MustCompile(`^\d{6}`).FindString(m.Text)
-	if code == "" {
+	code, ok := testservers.SMSCode(m.Text)
+	if !ok {
 		t.Fatalf("no code in the SMS %q", m.Text)
 	}
 	return code
@@ -185,28 +183,21 @@ func outboxLink(t *testing.T, dataDir, addr string) *url.URL {
 
 var outboxSeen = map[string]int{}
 
-func waitOutbox(t *testing.T, dataDir, channel, to string) outboxLine {
+func waitOutbox(t *testing.T, dataDir string, channel userphone.Channel, to string) delivery.OutboxLine {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		var found []outboxLine
-		if f, err := os.Open(filepath.Join(dataDir, "outbox.jsonl")); err == nil {
-			dec := json.NewDecoder(f)
-			for {
-				var m outboxLine
-				if err := dec.Decode(&m); err != nil {
-					if err != io.EOF {
-						t.Logf("outbox: %v", err)
-					}
-					break
-				}
-				if m.Channel == channel && m.To == to {
-					found = append(found, m)
-				}
-			}
-			f.Close()
+		var found []delivery.OutboxLine
+		all, err := delivery.ReadOutbox(filepath.Join(dataDir, delivery.OutboxFile))
+		if err != nil {
+			t.Logf("outbox: %v", err)
 		}
-		key := dataDir + channel + to
+		for _, m := range all {
+			if m.Channel == channel && m.To == to {
+				found = append(found, m)
+			}
+		}
+		key := dataDir + string(channel) + to
 		if len(found) > outboxSeen[key] {
 			outboxSeen[key] = len(found)
 			return found[len(found)-1]

@@ -1,6 +1,9 @@
 // Command userphone serves the phone-number part of the PACE Cloud User
-// API, mints dev tokens and applies migrations. It owns the wiring and the
-// configuration; everything else lives in the packages it wires.
+// API, mints dev tokens, applies migrations and prints a user's audit
+// trail. It owns the configuration (settings.go reads every USERPHONE_*
+// variable over the packages' defaults) and the outside world (providers,
+// token verifier, metrics listener); app.New assembles the service from
+// them (serve.go).
 package main
 
 import (
@@ -84,6 +87,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	return 1
 }
 
+// newLogger writes to w at the configured level and format.
 func newLogger(cfg config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
 	if cfg.LogFormat == "json" {

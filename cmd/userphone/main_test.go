@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pace/userphone/auth"
+	"github.com/pace/userphone/flow"
 	"github.com/pace/userphone/internal/testenv"
 	"github.com/pace/userphone/store"
 	"github.com/pace/userphone/store/storetest"
@@ -72,14 +73,14 @@ func TestLimitsAreOnByDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := cfg.Limits
+	l, f, h := cfg.App.Flow.Limits, cfg.App.Flow, cfg.App.HTTP
 	if l.ChangesPerHour != 5 || l.ChangesPerDay != 10 || l.SMSPerNumberPerHour != 3 || l.SMSPerNumberPerDay != 10 ||
-		l.SMSPerHour != 1000 || cfg.IPRate != 20 || cfg.IPBurst != 40 || cfg.ResendCooldown != time.Minute || cfg.MaxCodeAttempts != 5 {
-		t.Fatalf("defaults: %+v, ip %v/%d", l, cfg.IPRate, cfg.IPBurst)
+		l.SMSPerHour != 1000 || h.IPRate != 20 || h.IPBurst != 40 || f.ResendCooldown != time.Minute || f.MaxCodeAttempts != 5 {
+		t.Fatalf("defaults: %+v, ip %v/%d", l, h.IPRate, h.IPBurst)
 	}
 	cfg, err = loadConfig(env(map[string]string{"USERPHONE_ALLOWED_REGIONS": "de, AT", "USERPHONE_TRUSTED_PROXIES": "10.0.0.0/8,127.0.0.1"}))
-	if err != nil || len(cfg.Limits.AllowedRegions) != 2 || cfg.Limits.AllowedRegions[0] != "DE" || len(cfg.TrustedProxies) != 2 {
-		t.Fatalf("lists: %+v %v (%v)", cfg.Limits.AllowedRegions, cfg.TrustedProxies, err)
+	if err != nil || len(cfg.App.Flow.Limits.AllowedRegions) != 2 || cfg.App.Flow.Limits.AllowedRegions[0] != "DE" || len(cfg.App.HTTP.TrustedProxies) != 2 {
+		t.Fatalf("lists: %+v %v (%v)", cfg.App.Flow.Limits.AllowedRegions, cfg.App.HTTP.TrustedProxies, err)
 	}
 }
 
@@ -174,21 +175,22 @@ func TestServeStopsCleanlyWhenAsked(t *testing.T) {
 // Codes and links in flight must survive a restart, so the secret that
 // keys their hashes is made once and then reused.
 func TestTheSecretIsMadeOnceAndKept(t *testing.T) {
-	cfg := config{DataDir: t.TempDir()}
+	cfg := defaultConfig()
+	cfg.App.Store.DataDir = t.TempDir()
 	first, err := loadSecret(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	second, err := loadSecret(cfg)
-	if err != nil || !bytes.Equal(first, second) || len(first) < secretBytes {
+	if err != nil || !bytes.Equal(first, second) || len(first) < flow.MinSecretBytes {
 		t.Fatalf("second load gave a different secret (%v)", err)
 	}
-	info, err := os.Stat(filepath.Join(cfg.DataDir, "secret"))
+	info, err := os.Stat(filepath.Join(cfg.App.Store.DataDir, "secret"))
 	if err != nil || info.Mode().Perm() != 0o600 {
 		t.Fatalf("secret file mode %v (%v), want 0600", info.Mode(), err)
 	}
-	cfg.Secret = bytes.Repeat([]byte{9}, secretBytes)
-	if got, _ := loadSecret(cfg); !bytes.Equal(got, cfg.Secret) {
+	cfg.App.Flow.Secret = bytes.Repeat([]byte{9}, flow.MinSecretBytes)
+	if got, _ := loadSecret(cfg); !bytes.Equal(got, cfg.App.Flow.Secret) {
 		t.Fatal("USERPHONE_SECRET does not win over the file")
 	}
 }

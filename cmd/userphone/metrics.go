@@ -14,19 +14,15 @@ import (
 	"time"
 
 	"github.com/pace/userphone/delivery"
-	"github.com/pace/userphone/flow"
-	"github.com/pace/userphone/jobs"
 	"github.com/pace/userphone/metrics"
-	"github.com/pace/userphone/server"
-	"github.com/pace/userphone/store"
 )
 
-// observers are what the service's parts report to. With the metrics off
-// (USERPHONE_METRICS_ADDR empty) every one is nil, so they pay nothing.
+// observers are what the service's parts report to: the metrics, which
+// app.New hands to the flow, the HTTP side, the queue and the pool, and
+// the delivery observer for the senders made here. With the metrics off
+// (USERPHONE_METRICS_ADDR empty) both are nil, so they pay nothing.
 type observers struct {
 	metrics  *metrics.Metrics
-	flow     flow.Observer
-	server   server.Observer
 	delivery delivery.Observer
 }
 
@@ -35,7 +31,7 @@ func newObservers(cfg config) observers {
 		return observers{}
 	}
 	m := metrics.New()
-	return observers{metrics: m, flow: m, server: m, delivery: m}
+	return observers{metrics: m, delivery: m}
 }
 
 // metricsServer serves /metrics and pprof on their own listener; a nil one
@@ -45,15 +41,13 @@ type metricsServer struct {
 	served chan error
 }
 
-// serve starts the metrics listener, with the database pool's and the job
-// queue's metrics, unless the metrics are off.
-func (o observers) serve(cfg config, st *store.Store, queue *jobs.Queue, log *slog.Logger) (*metricsServer, error) {
+// serve starts the metrics listener, unless the metrics are off. What the
+// metrics watch (the database pool, the job queue) app.New has given them.
+func (o observers) serve(cfg config, log *slog.Logger) (*metricsServer, error) {
 	if o.metrics == nil {
 		log.Info("metrics are off (USERPHONE_METRICS_ADDR is empty)")
 		return nil, nil
 	}
-	o.metrics.WatchDB(st.SQLDB())
-	o.metrics.WatchQueue(queue)
 	ln, err := net.Listen("tcp", cfg.MetricsAddr)
 	if err != nil {
 		return nil, &settingError{"USERPHONE_METRICS_ADDR", fmt.Sprintf("cannot listen on %s (%v); free the port, choose another address, or set it empty to turn the metrics off", cfg.MetricsAddr, err)}

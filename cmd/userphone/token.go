@@ -31,13 +31,13 @@ func token(cfg config, args []string, stdout, stderr io.Writer) error {
 	if *sub == "" {
 		return fmt.Errorf("%w: --sub is required, e.g. userphone token --sub alice --email alice@example.com", errBadArgs)
 	}
-	if cfg.OIDCIssuer != "" {
+	if cfg.Auth.Issuer != "" {
 		return fmt.Errorf("%w: userphone token works only in dev mode; with USERPHONE_OIDC_ISSUER set, get tokens from the issuer", errBadArgs)
 	}
 	if *ttl <= 0 {
 		return fmt.Errorf("%w: --ttl must be positive, e.g. 1h", errBadArgs)
 	}
-	keys, err := auth.LoadOrCreateDevKeys(cfg.DataDir)
+	keys, err := auth.LoadOrCreateDevKeys(cfg.App.Store.DataDir)
 	if err != nil {
 		return err
 	}

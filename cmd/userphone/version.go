@@ -7,7 +7,6 @@ import (
 	"io"
 	"runtime/debug"
 
-	"github.com/pace/userphone/gen/api"
 	"github.com/pace/userphone/openapi"
 )
 
@@ -45,7 +44,7 @@ func printVersion(w io.Writer) error {
 	if v == "" {
 		v = "(devel)"
 	}
-	doc, err := api.GetSwagger()
+	doc, err := openapi.Load()
 	if err != nil {
 		return err
 	}

@@ -25,11 +25,8 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 
-	"github.com/pace/userphone/gen/api"
+	"github.com/pace/userphone/openapi"
 )
-
-// BasePath is the spec's server path, where the API is served.
-const BasePath = "/user/2021-2"
 
 // NotAnswered marks a documented response the service never gives: PACE
 // documents it for the operation, and it stays in the contract so that
@@ -44,12 +41,12 @@ func init() {
 }
 
 var spec = sync.OnceValues(func() (*spec_, error) {
-	doc, err := api.GetSwagger()
+	doc, err := openapi.Load()
 	if err != nil {
 		return nil, err
 	}
 	// Requests are matched by path under the base path, whatever the host.
-	doc.Servers = openapi3.Servers{{URL: BasePath}}
+	doc.Servers = openapi3.Servers{{URL: openapi.BasePath}}
 	router, err := gorillamux.NewRouter(doc)
 	if err != nil {
 		return nil, err

@@ -5,6 +5,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/pace/userphone/openapi"
 )
 
 // These show that a handler answering off-spec fails its test: each
@@ -30,7 +32,7 @@ func TestCheckRefusesOffSpecAnswers(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			req := httptest.NewRequest("GET", BasePath+"/user/phone", nil)
+			req := httptest.NewRequest("GET", openapi.BasePath+"/user/phone", nil)
 			err := Check(t, req, nil, c.status, c.header, []byte(c.body))
 			switch {
 			case c.want == "" && err != nil:

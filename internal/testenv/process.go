@@ -124,3 +124,26 @@ func StartUserphone(t testing.TB, bin string, vars map[string]string) (base stri
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// WaitStatus polls url until it answers status, at most within. It
+// reports a miss with t.Errorf and returns false rather than stopping the
+// test, so that a caller with more to check (the fault suite, which goes
+// on to the next replica and shows the logs) can; one that cannot go on
+// stops with t.FailNow.
+func WaitStatus(t testing.TB, url string, status int, within time.Duration) bool {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	last := 0
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if last = resp.StatusCode; last == status {
+				return true
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Errorf("%s did not answer %d within %v (last %d)", url, status, within, last)
+	return false
+}

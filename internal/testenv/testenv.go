@@ -1,7 +1,9 @@
 // Package testenv owns how tests treat parts of the machine they need
 // (PostgreSQL, Chromium): skip with a reason when a part is missing, or fail
 // when USERPHONE_TEST_STRICT=1 says the run must use every part; and how
-// tests build and run the userphone binary as a process (process.go).
+// tests build and run the userphone binary as a process (process.go); and
+// the small tools of timing that tests share: a clock moved by hand
+// (clock.go) and calls released at once to race (parallel.go).
 package testenv
 
 import (

@@ -1,6 +1,9 @@
 // Package testservers runs, inside a test process, the real peers that the
-// service talks to on the outside: an SMTP server and a stand-in for
-// Twilio's Messages API that speaks its wire format.
+// service talks to on the outside: an SMTP server, a stand-in for Twilio's
+// Messages API that speaks its wire format, and a receiver of the signed
+// SMS webhook (the one the fault suite and the load generator use). It
+// also reads messages as their recipient would: the code of an SMS, the
+// token of a confirmation link (messages.go).
 package testservers
 
 import (

@@ -1,0 +1,35 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/pace/userphone/auth"
+)
+
+// newVerifier returns the token verifier: the OIDC issuer's when one is
+// configured (its keys load in the background, and its Ready reports when
+// they have), else the dev key's. Either is cached: a client sends one
+// token with each request until it expires, and checking its signature
+// every time would be half the cost of a request.
+func newVerifier(ctx context.Context, cfg config, log *slog.Logger) (auth.Verifier, error) {
+	if cfg.Auth.Issuer == "" {
+		keys, err := auth.LoadOrCreateDevKeys(cfg.App.Store.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		log.Warn("running in dev mode: tokens are signed with the key in the data directory; " +
+			"mint one with `userphone token`. Configure an OIDC issuer for production.")
+		return auth.Cached(keys.Verifier(cfg.Auth, log, nil), 0, 0, nil), nil
+	}
+	oidc, err := auth.NewOIDC(auth.OIDCConfig{Policy: cfg.Auth, Log: log})
+	if err != nil {
+		return nil, &settingError{"USERPHONE_OIDC_ISSUER", err.Error()}
+	}
+	// The keys load and refresh until the process ends; an issuer that is
+	// down at start-up leaves the service up but not ready.
+	go oidc.Run(context.WithoutCancel(ctx))
+	log.Info("tokens are verified against the OIDC issuer", "issuer", cfg.Auth.Issuer, "audience", cfg.Auth.Audience,
+		"required_linked_identity", cfg.Auth.RequiredLinkedIdentity)
+	return auth.Cached(oidc, 0, 0, nil), nil
+}
