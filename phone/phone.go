@@ -167,3 +167,33 @@ func Region(e164 string) string {
 		return r
 	}
 }
+
+// prefixHidesDigits is how many trailing digits Prefix leaves out: ranges
+// are rented out to fraudsters in blocks of 10,000 numbers or fewer.
+const prefixHidesDigits = 4
+
+// Prefix returns the range an E.164 number belongs to, as libphonenumber
+// splits it: the country code, the national destination code, and the
+// subscriber number without its last four digits ("+491511234" for
+// +49 151 12345678). One rented range spread over many source networks
+// shares it. Input that does not parse is its own prefix.
+func Prefix(e164 string) string {
+	n, err := phonenumbers.Parse(e164, "")
+	if err != nil {
+		return e164
+	}
+	nsn := phonenumbers.GetNationalSignificantNumber(n)
+	keep := max(phonenumbers.GetLengthOfNationalDestinationCode(n), len(nsn)-prefixHidesDigits, 1)
+	keep = min(keep, len(nsn))
+	return "+" + strconv.Itoa(int(n.GetCountryCode())) + nsn[:keep]
+}
+
+// NonGeographic reports whether an E.164 number belongs to no country:
+// the global networks of satellite phones and international carriers
+// (+870, +881, +882, +883), freephone and shared-cost numbers (+800,
+// +808) and the like, libphonenumber's region "001". Their SMS cost many
+// times a mobile's and are the favourite destination of SMS pumping.
+func NonGeographic(e164 string) bool {
+	n, err := phonenumbers.Parse(e164, "")
+	return err == nil && phonenumbers.GetRegionCodeForNumber(n) == phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY
+}

@@ -126,3 +126,34 @@ func BenchmarkNormalize(b *testing.B) {
 		}
 	}
 }
+
+// A prefix is the country code, the destination code and the subscriber
+// number without its last four digits: neighbours in one block share it.
+func TestPrefix(t *testing.T) {
+	for number, want := range map[string]string{
+		"+4915112345678": "+491511234",
+		"+4915112349999": "+491511234",
+		"+4915112350000": "+491511235",
+		"+14155552671":   "+1415555",
+		"+436991234567":  "+43699123",
+		"+881612345678":  "+88161234",
+	} {
+		if got := Prefix(number); got != want {
+			t.Errorf("Prefix(%s) = %q, want %q", number, got, want)
+		}
+	}
+}
+
+func TestNonGeographic(t *testing.T) {
+	for number, want := range map[string]bool{
+		"+881612345678":  true, // Iridium
+		"+870773111632":  true, // Inmarsat
+		"+4915112345678": false,
+		"+14155552671":   false,
+		"not a number":   false,
+	} {
+		if got := NonGeographic(number); got != want {
+			t.Errorf("NonGeographic(%s) = %v, want %v", number, got, want)
+		}
+	}
+}
