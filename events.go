@@ -13,6 +13,10 @@ const (
 	EventEmailSent      EventKind = "email-sent" // queued for delivery
 	EventEmailConfirmed EventKind = "email-confirmed"
 	EventSMSSent        EventKind = "sms-sent" // queued for delivery
+	// EventSMSWithheld: a code for a number another user has verified,
+	// past the small allowance strangers share; it is not sent.
+	EventSMSWithheld    EventKind = "sms-withheld"
+	EventOwnerNotified  EventKind = "owner-notified" // queued for delivery
 	EventVerifyFailed   EventKind = "verify-failed"
 	EventVerified       EventKind = "verified"
 	EventExpired        EventKind = "expired"
@@ -32,7 +36,13 @@ type Event struct {
 	PhoneNumber  string
 	RequestID    string
 	ClientIPHash string
-	Detail       string
+	// ClientNetHash is the keyed hash of the client's network (its /24 or
+	// /48 by default), which the per-network limits count.
+	ClientNetHash string
+	// DestPrefix is the number's range (phone.Prefix), which the
+	// per-prefix limits count.
+	DestPrefix string
+	Detail     string
 }
 
 // EventQuery selects events for the limits; empty fields match all.
@@ -40,7 +50,11 @@ type EventQuery struct {
 	Kind        EventKind
 	UserID      string
 	PhoneNumber string
-	Since       time.Time
+	// NotUserID leaves out one user's events: the others' count.
+	NotUserID     string
+	ClientNetHash string
+	DestPrefix    string
+	Since         time.Time
 }
 
 // RequestMeta is what the HTTP layer knows about the request behind a

@@ -40,8 +40,13 @@ const (
 type Identity struct {
 	Subject string
 	Email   string
-	Locale  string
-	Scopes  []string
+	// EmailUnverified is true when the token's email_verified claim is
+	// present and false: the address may not be the user's, so it is
+	// neither remembered nor sent a confirmation link. A token without the
+	// claim leaves it false.
+	EmailUnverified bool
+	Locale          string
+	Scopes          []string
 	// LinkedIdentities names the identity providers the user has linked,
 	// from the token's linked-identity claim.
 	LinkedIdentities []string
@@ -215,7 +220,11 @@ type Tx interface {
 	CountEvents(ctx context.Context, q EventQuery) (n int, oldest time.Time, err error)
 	// Events returns a user's trail, oldest first.
 	Events(ctx context.Context, userID string) ([]Event, error)
-	// LockNumber serialises, across replicas, the transactions that send to
-	// one number, so that a per-number limit holds exactly.
-	LockNumber(ctx context.Context, number string) error
+	// Lock serialises, across replicas, the transactions that take the
+	// same key until they end, so that a limit counted under it holds
+	// exactly. Keys are taken in the order number, prefix, network, so that
+	// two transactions never wait for each other.
+	Lock(ctx context.Context, key string) error
+	// OwnerOf returns the user who has number as their verified number.
+	OwnerOf(ctx context.Context, number string) (userID string, found bool, err error)
 }

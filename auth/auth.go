@@ -323,11 +323,22 @@ func checkClaims(tok jwt.Token, p Policy, clock func() time.Time) (userphone.Ide
 		return userphone.Identity{}, reject(errNoSubject, "no sub")
 	}
 
+	id := identityOf(tok, p, sub, exp)
+	if p.RequiredLinkedIdentity != "" && !slices.Contains(id.LinkedIdentities, p.RequiredLinkedIdentity) {
+		return userphone.Identity{}, reject(errNoLinkedIdentity, "required linked identity missing",
+			slog.String("required", p.RequiredLinkedIdentity))
+	}
+	return id, nil
+}
+
+// identityOf reads the user's identity from the claims of a checked token.
+func identityOf(tok jwt.Token, p Policy, sub string, exp time.Time) userphone.Identity {
 	id := userphone.Identity{
-		Subject: sub,
-		Email:   stringClaim(tok, "email"),
-		Locale:  stringClaim(tok, "locale"),
-		Expiry:  exp,
+		Subject:         sub,
+		Email:           stringClaim(tok, "email"),
+		EmailUnverified: claimIsFalse(tok, "email_verified"),
+		Locale:          stringClaim(tok, "locale"),
+		Expiry:          exp,
 	}
 	if id.Locale == "" {
 		id.Locale = stringClaim(tok, "preferred_language")
@@ -351,11 +362,23 @@ func checkClaims(tok jwt.Token, p Policy, clock func() time.Time) (userphone.Ide
 			}
 		}
 	}
-	if p.RequiredLinkedIdentity != "" && !slices.Contains(id.LinkedIdentities, p.RequiredLinkedIdentity) {
-		return userphone.Identity{}, reject(errNoLinkedIdentity, "required linked identity missing",
-			slog.String("required", p.RequiredLinkedIdentity))
+	return id
+}
+
+// claimIsFalse reports whether the claim is present and false: the JSON
+// boolean (OIDC Core 5.1), or the string "false" that some providers send.
+func claimIsFalse(tok jwt.Token, name string) bool {
+	var v any
+	if tok.Get(name, &v) != nil {
+		return false
 	}
-	return id, nil
+	switch v := v.(type) {
+	case bool:
+		return !v
+	case string:
+		return strings.EqualFold(v, "false")
+	}
+	return false
 }
 
 func stringClaim(tok jwt.Token, name string) string {

@@ -481,3 +481,35 @@ func TestLocaleFallback(t *testing.T) {
 		t.Errorf("locale %q, want locale claim de-DE over preferred_language", id.Locale)
 	}
 }
+
+// email_verified: present and false (a JSON false, or the string "false"
+// some providers send) marks the e-mail unverified; absent, true or
+// anything else leaves it as before.
+func TestEmailVerifiedClaim(t *testing.T) {
+	k := newKeys(t)
+	v := k.Verifier(Policy{}, nil, at(t0))
+	for _, tc := range []struct {
+		claim      any
+		unverified bool
+	}{{nil, false}, {true, false}, {false, true}, {"false", true}, {"FALSE", true}, {"true", false}, {0, false}} {
+		c := claims()
+		c["email"] = "a@example.com"
+		if tc.claim != nil {
+			c["email_verified"] = tc.claim
+		}
+		id, err := v.Verify(t.Context(), sign(t, c, jwa.EdDSA(), k.private))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id.EmailUnverified != tc.unverified || id.Email != "a@example.com" {
+			t.Errorf("email_verified %v: EmailUnverified %v, Email %q; want %v", tc.claim, id.EmailUnverified, id.Email, tc.unverified)
+		}
+	}
+	raw, err := k.Mint(userphone.Identity{Subject: "u", Email: "a@example.com", EmailUnverified: true}, time.Hour, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, err := v.Verify(t.Context(), raw); err != nil || !id.EmailUnverified {
+		t.Errorf("a minted unverified e-mail: %+v, %v", id, err)
+	}
+}

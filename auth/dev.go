@@ -177,6 +177,9 @@ func (k *DevKeys) Mint(id userphone.Identity, ttl time.Duration, now time.Time) 
 	if id.Email != "" {
 		b = b.Claim("email", id.Email)
 	}
+	if id.EmailUnverified {
+		b = b.Claim("email_verified", false)
+	}
 	if id.Locale != "" {
 		b = b.Claim("locale", id.Locale)
 	}

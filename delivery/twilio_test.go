@@ -134,7 +134,7 @@ func (ts *twilioStandIn) got() []twilioRequest {
 }
 
 func codeSMS(to, key string) userphone.Message {
-	return userphone.Message{Channel: userphone.ChannelSMS, To: to, Text: templates.CodeSMS("de", "918273"), Kind: "code", Lang: "de", IdempotencyKey: key}
+	return userphone.Message{Channel: userphone.ChannelSMS, To: to, Text: templates.CodeSMS("de", "918273", ""), Kind: "code", Lang: "de", IdempotencyKey: key}
 }
 
 func newTestTwilio(t *testing.T, cfg TwilioConfig, log *slog.Logger) *Twilio {

@@ -105,12 +105,7 @@ func TestFaults(t *testing.T) {
 		// this (the minimum, just over the 20 s job timeout), plus at most
 		// 30 s until the leader's rescuer looks.
 		"USERPHONE_DELIVERY_RESCUE_AFTER=21s",
-		"USERPHONE_LIMIT_CHANGES_PER_HOUR=0",
-		"USERPHONE_LIMIT_CHANGES_PER_DAY=0",
-		"USERPHONE_LIMIT_SMS_PER_NUMBER_PER_HOUR=0",
-		"USERPHONE_LIMIT_SMS_PER_NUMBER_PER_DAY=0",
-		"USERPHONE_LIMIT_SMS_PER_HOUR=0",
-		"USERPHONE_LIMIT_IP_RATE=0",
+		"USERPHONE_LIMITS=off",
 	)
 	for i, addr := range addrs {
 		r := startReplica(t, bin, fmt.Sprintf("replica-%d", i+1), addr, envs)

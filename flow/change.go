@@ -2,8 +2,6 @@ package flow
 
 import (
 	"context"
-	"math"
-	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -23,7 +21,7 @@ func (s *Service) RequestChange(ctx context.Context, id userphone.Identity, rawN
 	// Refusals are recorded after the rollback; see recordRefusal.
 	defer func() { s.recordRefusal(ctx, id.Subject, number, err) }()
 	err = s.inTx(ctx, func(t *txn) error {
-		user, err := t.tx.UpsertUser(t.ctx, id, t.now)
+		user, err := s.upsertUser(t, id)
 		if err != nil {
 			return err
 		}
@@ -45,13 +43,13 @@ func (s *Service) RequestChange(ctx context.Context, id userphone.Identity, rawN
 }
 
 // acceptableNumber normalizes what the user typed and refuses a number
-// from outside the allowed regions.
+// of a destination that is not allowed.
 func (s *Service) acceptableNumber(rawNumber string) (string, error) {
 	number, err := phone.Normalize(rawNumber)
 	if err != nil {
 		return "", err
 	}
-	return number, s.checkRegion(number)
+	return number, s.checkDestination(number)
 }
 
 // keepVerifiedNumber answers a request for the number the user already
@@ -116,6 +114,9 @@ func (s *Service) startChange(t *txn, user userphone.User, open *userphone.Phone
 	if err := s.record(t, userphone.EventRequested, c, ""); err != nil {
 		return userphone.Phone{}, false, err
 	}
+	if err := s.tellOwnerOfRequest(t, c); err != nil {
+		return userphone.Phone{}, false, err
+	}
 	var err error
 	if user.PhoneNumber != "" {
 		// Someone holding only a stolen token must not be able to move a
@@ -142,11 +143,10 @@ func (s *Service) coolDown(c *userphone.PhoneChange, now time.Time) error {
 	if wait <= 0 {
 		return nil
 	}
-	secs := int(math.Ceil(wait.Seconds()))
 	return &refusal{LimitCooldown, &userphone.Error{
 		Code:       userphone.CodeRateLimited,
-		Detail:     "A message for this phone number change was sent moments ago; try again in " + strconv.Itoa(secs) + " seconds.",
-		RetryAfter: time.Duration(secs) * time.Second,
+		Detail:     "A message for this phone number change was sent moments ago; try again in a minute.",
+		RetryAfter: coarse(wait),
 	}}
 }
 

@@ -38,7 +38,7 @@ func (s *Service) Confirm(ctx context.Context, token string) (userphone.Confirma
 		// Lock order is user, then change: lock the user, then read the
 		// change again, as a PUT may have cancelled it or replaced its link
 		// since the first read.
-		if _, _, err := t.tx.LockUser(t.ctx, found.UserID); err != nil {
+		if _, _, err := s.lockUser(t, found.UserID); err != nil {
 			return err
 		}
 		c, err := t.tx.ChangeByEmailToken(t.ctx, s.tokenHash(token))

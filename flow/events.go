@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 
 	"github.com/pace/userphone"
+	"github.com/pace/userphone/phone"
 )
 
 // record appends a step of change c to the trail: c's user, number and id,
@@ -18,9 +19,12 @@ func (s *Service) record(t *txn, kind userphone.EventKind, c *userphone.PhoneCha
 // the observer.
 func (s *Service) recordEvent(t *txn, e userphone.Event) error {
 	meta := userphone.RequestMetaFrom(t.ctx)
-	e.At, e.RequestID = t.now, meta.ID
+	e.At, e.RequestID, e.ClientNetHash = t.now, meta.ID, s.networkHash(t)
 	if meta.ClientIP != "" {
 		e.ClientIPHash = hex.EncodeToString(s.mac("client-ip", meta.ClientIP)[:16])
+	}
+	if e.PhoneNumber != "" {
+		e.DestPrefix = phone.Prefix(e.PhoneNumber)
 	}
 	if err := t.tx.AddEvent(t.ctx, e); err != nil {
 		return err
@@ -34,7 +38,7 @@ func (s *Service) recordEvent(t *txn, e userphone.Event) error {
 // transaction of its own; failing to write it must not change the answer.
 func (s *Service) recordRefusal(ctx context.Context, userID, number string, refusal error) {
 	e := userphone.AsError(refusal)
-	if e == nil || (e.Code != userphone.CodeRateLimited && e.Code != userphone.CodeServiceUnavailable) {
+	if e == nil || limitOf(refusal) == "" {
 		return
 	}
 	if s.cfg.Observer != nil {

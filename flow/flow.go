@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"time"
 
 	"github.com/pace/userphone"
@@ -24,6 +25,13 @@ type Config struct {
 	ResendCooldown time.Duration
 	// MaxCodeAttempts is how many wrong codes end a change.
 	MaxCodeAttempts int
+	// CodeTTL is how long an SMS code stays valid; asking again sends a
+	// new one. See MinCodeTTL.
+	CodeTTL time.Duration
+	// OriginBoundCodes ends each SMS with the origin-bound code line
+	// ("@host #123456") for ConfirmURL's host, so that browsers (WebOTP)
+	// and phone keyboards offer the code to that site only.
+	OriginBoundCodes bool
 	// Secret keys the hashes of codes and e-mail tokens; see CheckSecret.
 	Secret []byte
 	// ConfirmURL is the absolute URL of the confirmation page; the e-mail
@@ -46,9 +54,18 @@ func DefaultConfig() Config {
 		ResendCooldown: time.Minute,
 		// Five guesses at a 6-digit code succeed with odds of 1 in 200,000.
 		MaxCodeAttempts: 5,
-		Limits:          DefaultLimits(),
+		// Time to switch apps and type six digits, with room for a slow
+		// SMS; a code phished or read off a lock screen is dead soon after.
+		CodeTTL: 10 * time.Minute,
+		// Autofill for the right site only; a phishing page gets none.
+		OriginBoundCodes: true,
+		Limits:           DefaultLimits(),
 	}
 }
+
+// MinCodeTTL is the least CodeTTL: an SMS may take a while to arrive,
+// and a code that dies on the way helps no one.
+const MinCodeTTL = time.Minute
 
 // MinSecretBytes is the least length of Config.Secret: the size of
 // SHA-256's output, so that the key is never the weak part of the HMACs.
@@ -89,6 +106,9 @@ type Service struct {
 	cfg   Config
 	log   *slog.Logger
 	now   func() time.Time
+	// originHost is the host of the SMS's origin-bound code line; empty
+	// for none.
+	originHost string
 }
 
 // New returns a Service. now may be nil for the wall clock, log nil to
@@ -100,10 +120,21 @@ func New(store userphone.Store, queue Queue, cfg Config, log *slog.Logger, now f
 	if cfg.ProcessTTL <= 0 || cfg.MaxCodeAttempts <= 0 || cfg.ResendCooldown < 0 || cfg.ConfirmURL == "" {
 		return nil, fmt.Errorf("flow: incomplete configuration %+v", cfg)
 	}
+	if cfg.CodeTTL < MinCodeTTL || cfg.CodeTTL > cfg.ProcessTTL {
+		return nil, fmt.Errorf("flow: the code TTL %v must be at least %v and at most the process TTL %v", cfg.CodeTTL, MinCodeTTL, cfg.ProcessTTL)
+	}
+	u, err := url.Parse(cfg.ConfirmURL)
+	if err != nil || u.Hostname() == "" {
+		return nil, fmt.Errorf("flow: the confirmation URL %q has no host", cfg.ConfirmURL)
+	}
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{store: store, queue: queue, cfg: cfg, log: logs.OrDiscard(log), now: now}, nil
+	s := &Service{store: store, queue: queue, cfg: cfg, log: logs.OrDiscard(log), now: now}
+	if cfg.OriginBoundCodes {
+		s.originHost = u.Hostname()
+	}
+	return s, nil
 }
 
 // txn is one run of one of the flow's transactions: what every rule in it
@@ -116,6 +147,31 @@ type txn struct {
 	// steps lists the steps recorded, for the observer once the
 	// transaction has committed.
 	steps []userphone.EventKind
+	// emailUnverified is set when the caller's token says its e-mail
+	// address is not verified: it may not receive a confirmation link.
+	emailUnverified bool
+}
+
+// upsertUser remembers the identity (but not an e-mail address the token
+// calls unverified) and locks the user's row, then reads the clock again:
+// a cool-down or a window must not count the wait for a racing request's
+// lock against the user.
+func (s *Service) upsertUser(t *txn, id userphone.Identity) (userphone.User, error) {
+	if id.EmailUnverified {
+		id.Email = ""
+		t.emailUnverified = true
+	}
+	user, err := t.tx.UpsertUser(t.ctx, id, t.now)
+	t.now = s.clock()
+	return user, err
+}
+
+// lockUser locks the user's row, then reads the clock again (see
+// upsertUser).
+func (s *Service) lockUser(t *txn, userID string) (userphone.User, bool, error) {
+	user, found, err := t.tx.LockUser(t.ctx, userID)
+	t.now = s.clock()
+	return user, found, err
 }
 
 // conflictRetries bounds how often a transaction that lost a race is run

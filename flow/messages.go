@@ -17,11 +17,18 @@ const (
 	KindConfirmChange = "confirm-change"
 	KindCode          = "code"
 	KindNumberRemoved = "number-removed"
+	// KindNumberRequested tells the owner of a verified number that another
+	// account asked for it.
+	KindNumberRequested = "number-requested"
 )
 
 // issueEmail gives c a new message number, and so a new e-mail token that
 // voids the previous link, and queues the confirmation e-mail.
 func (s *Service) issueEmail(t *txn, c *userphone.PhoneChange, user userphone.User) error {
+	if t.emailUnverified {
+		return userphone.Errorf(userphone.CodeEmailNotVerified,
+			"Changing a verified number needs a confirmation e-mail, but the token says its e-mail address is not verified (email_verified is false); verify the address with your identity provider and sign in again.")
+	}
 	if user.Email == "" {
 		return userphone.Errorf(userphone.CodeEmailRequired,
 			"Changing a verified number needs a confirmation e-mail, but no e-mail address is known for this user; sign in with a token that carries the email claim.")
@@ -39,17 +46,51 @@ func (s *Service) outgoing(ctx context.Context, kind string, c *userphone.PhoneC
 }
 
 // issueCode gives c a new message number, and so a new code that voids the
-// previous one, and queues the SMS.
+// previous one, and queues the SMS; or, for a number someone else owns
+// past the strangers' share, withholds it (see checkSMS).
 func (s *Service) issueCode(t *txn, c *userphone.PhoneChange) error {
-	if err := s.checkSMSLimits(t, c.PhoneNumber); err != nil {
+	_, withhold, err := s.checkSMS(t, c)
+	if err != nil {
 		return err
 	}
 	n := s.markSent(c, t.now)
 	c.CodeHash = s.codeHash(c.ID, s.smsCode(c.ID, n))
+	if withhold {
+		return s.record(t, userphone.EventSMSWithheld, c, "")
+	}
 	if err := s.record(t, userphone.EventSMSSent, c, ""); err != nil {
 		return err
 	}
 	return s.queue.Enqueue(t.ctx, t.tx, s.outgoing(t.ctx, KindCode, c, n))
+}
+
+// tellOwnerOfRequest tells the owner of c's number, when that is someone
+// else, that another account asked for it: at once, before anyone can
+// prove possession. Notices count as the strangers' SMS do
+// (Limits.SMSToOwnedNumberPerDay), so that asking cannot flood the owner's
+// mailbox.
+func (s *Service) tellOwnerOfRequest(t *txn, c *userphone.PhoneChange) error {
+	owner, owned, err := t.tx.OwnerOf(t.ctx, c.PhoneNumber)
+	if err != nil || !owned || owner == c.UserID {
+		return err
+	}
+	if share := s.cfg.Limits.SMSToOwnedNumberPerDay; share > 0 {
+		if err := s.lock(t, "number:"+c.PhoneNumber); err != nil {
+			return err
+		}
+		n, _, err := countSince(t, userphone.EventQuery{Kind: userphone.EventOwnerNotified, UserID: owner, PhoneNumber: c.PhoneNumber}, 24*time.Hour)
+		if err != nil || n >= share {
+			return err
+		}
+	}
+	notice := userphone.Event{Kind: userphone.EventOwnerNotified, UserID: owner, ChangeID: c.ID, PhoneNumber: c.PhoneNumber}
+	if err := s.recordEvent(t, notice); err != nil {
+		return err
+	}
+	return s.queue.Enqueue(t.ctx, t.tx, userphone.Outgoing{
+		Kind: KindNumberRequested, ChangeID: c.ID, UserID: owner, Number: c.PhoneNumber,
+		RequestID: userphone.RequestMetaFrom(t.ctx).ID,
+	})
 }
 
 func (s *Service) markSent(c *userphone.PhoneChange, now time.Time) int {
@@ -66,42 +107,13 @@ func (s *Service) Compose(ctx context.Context, m userphone.Outgoing) (msg userph
 	now := s.clock()
 	err = s.store.Read(ctx, func(tx userphone.Tx) error {
 		switch m.Kind {
-		case KindNumberRemoved:
-			u, found, err := tx.GetUser(ctx, m.UserID)
-			if err != nil || !found || u.Email == "" {
-				return err
-			}
-			lang := templates.Lang(u.Locale, "")
-			subject, text, htmlBody := templates.NumberRemovedEmail(lang, phone.Mask(m.Number))
-			msg = userphone.Message{Channel: userphone.ChannelEmail, To: u.Email, Subject: subject, Text: text, HTML: htmlBody, Lang: lang}
-			current = true
-			return nil
+		case KindNumberRemoved, KindNumberRequested:
+			msg, current, err = composeNotice(ctx, tx, m)
 		case KindConfirmChange, KindCode:
-		default:
-			return nil // an unknown kind from a newer version: nothing to send
+			msg, current, err = s.composeStep(ctx, tx, m, now)
 		}
-		c, err := tx.ChangeByID(ctx, m.ChangeID)
-		if err != nil || c == nil || c.Sends != m.MessageNo || c.ExpiredAt(now) {
-			return err
-		}
-		u, _, err := tx.GetUser(ctx, c.UserID)
-		if err != nil {
-			return err
-		}
-		lang := templates.Lang(u.Locale, "")
-		switch {
-		case m.Kind == KindCode && c.Status == userphone.StatusAwaitingCode:
-			text := templates.CodeSMS(lang, s.smsCode(c.ID, m.MessageNo))
-			msg = userphone.Message{Channel: userphone.ChannelSMS, To: c.PhoneNumber, Text: text, Lang: lang}
-		case m.Kind == KindConfirmChange && c.Status == userphone.StatusAwaitingEmailConfirmation && u.Email != "":
-			link := s.cfg.ConfirmURL + "?token=" + url.QueryEscape(s.emailToken(c.ID, m.MessageNo))
-			subject, text, htmlBody := templates.ConfirmChangeEmail(lang, phone.Mask(c.PhoneNumber), link, c.ExpiresAt)
-			msg = userphone.Message{Channel: userphone.ChannelEmail, To: u.Email, Subject: subject, Text: text, HTML: htmlBody, Lang: lang}
-		default:
-			return nil
-		}
-		current = true
-		return nil
+		// Any other kind comes from a newer version: nothing to send.
+		return err
 	})
 	if err != nil || !current {
 		return userphone.Message{}, false, err
@@ -111,11 +123,57 @@ func (s *Service) Compose(ctx context.Context, m userphone.Outgoing) (msg userph
 	return msg, true, nil
 }
 
+// composeNotice builds an e-mail to the owner of a verified number about
+// it: that it moved to another account, or that one asked for it.
+func composeNotice(ctx context.Context, tx userphone.Tx, m userphone.Outgoing) (userphone.Message, bool, error) {
+	u, found, err := tx.GetUser(ctx, m.UserID)
+	if err != nil || !found || u.Email == "" {
+		return userphone.Message{}, false, err
+	}
+	lang := templates.Lang(u.Locale, "")
+	render := templates.NumberRemovedEmail
+	if m.Kind == KindNumberRequested {
+		render = templates.NumberRequestedEmail
+	}
+	subject, text, htmlBody := render(lang, phone.Mask(m.Number))
+	return userphone.Message{Channel: userphone.ChannelEmail, To: u.Email, Subject: subject, Text: text, HTML: htmlBody, Lang: lang}, true, nil
+}
+
+// composeStep builds the message of a change's current step, if m still
+// is it: the e-mail with the link, or the SMS with a code that has not
+// expired.
+func (s *Service) composeStep(ctx context.Context, tx userphone.Tx, m userphone.Outgoing, now time.Time) (userphone.Message, bool, error) {
+	c, err := tx.ChangeByID(ctx, m.ChangeID)
+	if err != nil || c == nil || c.Sends != m.MessageNo || c.ExpiredAt(now) {
+		return userphone.Message{}, false, err
+	}
+	u, _, err := tx.GetUser(ctx, c.UserID)
+	if err != nil {
+		return userphone.Message{}, false, err
+	}
+	lang := templates.Lang(u.Locale, "")
+	switch {
+	case m.Kind == KindCode && c.Status == userphone.StatusAwaitingCode && !s.codeExpired(c, now):
+		text := templates.CodeSMS(lang, s.smsCode(c.ID, m.MessageNo), s.originHost)
+		return userphone.Message{Channel: userphone.ChannelSMS, To: c.PhoneNumber, Text: text, Lang: lang}, true, nil
+	case m.Kind == KindConfirmChange && c.Status == userphone.StatusAwaitingEmailConfirmation && u.Email != "":
+		link := s.cfg.ConfirmURL + "?token=" + url.QueryEscape(s.emailToken(c.ID, m.MessageNo))
+		subject, text, htmlBody := templates.ConfirmChangeEmail(lang, phone.Mask(c.PhoneNumber), link, c.ExpiresAt)
+		return userphone.Message{Channel: userphone.ChannelEmail, To: u.Email, Subject: subject, Text: text, HTML: htmlBody, Lang: lang}, true, nil
+	}
+	return userphone.Message{}, false, nil
+}
+
+// codeExpired reports whether c's newest code has outlived the code TTL.
+func (s *Service) codeExpired(c *userphone.PhoneChange, now time.Time) bool {
+	return c.LastSentAt != nil && !now.Before(c.LastSentAt.Add(s.cfg.CodeTTL))
+}
+
 // DeliveryFailed cancels the change that m belongs to, when m is still its
 // current message, so that the user can start over with a new PUT.
 func (s *Service) DeliveryFailed(ctx context.Context, m userphone.Outgoing, reason string) error {
-	if m.Kind == KindNumberRemoved {
-		return nil // a notice about the past; no change waits for it
+	if m.Kind == KindNumberRemoved || m.Kind == KindNumberRequested {
+		return nil // a notice to an owner; no change waits for it
 	}
 	var userID string
 	err := s.store.Read(ctx, func(tx userphone.Tx) error {
@@ -131,7 +189,7 @@ func (s *Service) DeliveryFailed(ctx context.Context, m userphone.Outgoing, reas
 	// The trail ties the failure to the request that asked for the message.
 	ctx = userphone.WithRequestMeta(ctx, userphone.RequestMeta{ID: m.RequestID})
 	return s.inTx(ctx, func(t *txn) error {
-		if _, _, err := t.tx.LockUser(t.ctx, userID); err != nil {
+		if _, _, err := s.lockUser(t, userID); err != nil {
 			return err
 		}
 		c, err := t.tx.ChangeByID(t.ctx, m.ChangeID)

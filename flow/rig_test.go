@@ -38,6 +38,8 @@ type rigOptions struct {
 	// or a lost commit.
 	wrap     func(userphone.Store) userphone.Store
 	observer flow.Observer
+	// configure changes the flow's other settings.
+	configure func(*flow.Config)
 }
 
 type rig struct {
@@ -90,6 +92,9 @@ func newRig(t testing.TB, d store.Dialect, o rigOptions) *rig {
 	fc := flow.DefaultConfig()
 	fc.Secret, fc.Limits, fc.Observer = bytes.Repeat([]byte{1}, flow.MinSecretBytes), o.limits, o.observer
 	fc.ConfirmURL = "http://userphone.test" + openapi.BasePath + openapi.ConfirmPath
+	if o.configure != nil {
+		o.configure(&fc)
+	}
 	if r.svc, err = flow.New(r.queue, r.queue, fc, slog.New(slog.NewTextHandler(r.logs, nil)), now); err != nil {
 		t.Fatal(err)
 	}
@@ -196,6 +201,11 @@ func (r *rig) linkToken(addr string) string {
 
 func user(sub, email string) userphone.Identity {
 	return userphone.Identity{Subject: sub, Email: email}
+}
+
+// from is a context of a request from the client address ip.
+func from(ip string) context.Context {
+	return userphone.WithRequestMeta(ctx, userphone.RequestMeta{ClientIP: ip})
 }
 
 // request asks for a change that the test expects to start or resend.

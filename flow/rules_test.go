@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pace/userphone"
+	"github.com/pace/userphone/flow"
 	"github.com/pace/userphone/internal/testservers"
 )
 
@@ -284,8 +285,9 @@ func TestVerifiedNumberMovesToTheUserWhoProvesItLast(t *testing.T) {
 		if p := r.request(second, numberA); p.Pending.Status != userphone.StatusAwaitingCode || p.UserID != "second" {
 			t.Fatalf("request by the second user: %+v", p)
 		}
-		if len(r.messagesTo("first@example.com")) != 0 {
-			t.Fatal("the owner was told before possession was proven")
+		// The owner hears of it at once, before anyone proves possession.
+		if m := r.messagesTo("first@example.com"); len(m) != 1 || m[0].Kind != flow.KindNumberRequested || strings.Contains(m[0].Text, numberA) {
+			t.Fatalf("the owner must be told of the request, with the number masked: %+v", m)
 		}
 		if _, err := r.svc.Verify(ctx, second, r.code(numberA)); err != nil {
 			t.Fatalf("verify by the second user: %v", err)
@@ -297,8 +299,8 @@ func TestVerifiedNumberMovesToTheUserWhoProvesItLast(t *testing.T) {
 			t.Fatalf("the second user: %+v", p)
 		}
 		mails := r.messagesTo("first@example.com")
-		if len(mails) != 1 || mails[0].Kind != "number-removed" || strings.Contains(mails[0].Text, numberA) {
-			t.Fatalf("the first user must be told, with the number masked: %+v", mails)
+		if len(mails) != 2 || mails[1].Kind != flow.KindNumberRemoved || strings.Contains(mails[1].Text, numberA) {
+			t.Fatalf("the first user must be told of the move, with the number masked: %+v", mails)
 		}
 	})
 }

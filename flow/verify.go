@@ -3,20 +3,21 @@ package flow
 import (
 	"context"
 	"crypto/hmac"
+	"time"
 
 	"github.com/pace/userphone"
 )
 
 // Verify checks code against the user's pending change and, when it is
 // right, makes the pending number the user's verified number.
-func (s *Service) Verify(ctx context.Context, id userphone.Identity, code string) (userphone.Phone, error) {
-	var p userphone.Phone
+func (s *Service) Verify(ctx context.Context, id userphone.Identity, code string) (p userphone.Phone, err error) {
 	// outcome is an error that must still commit the state that led to it:
 	// a counted wrong attempt, a cancellation, an expiry.
 	var outcome error
-	err := s.inTx(ctx, func(t *txn) error {
-		outcome = nil
-		user, err := t.tx.UpsertUser(t.ctx, id, t.now)
+	var number string // for the trail, should a limit refuse the attempt
+	defer func() { s.recordRefusal(ctx, id.Subject, number, err) }()
+	err = s.inTx(ctx, func(t *txn) error {
+		user, err := s.upsertUser(t, id)
 		if err != nil {
 			return err
 		}
@@ -27,19 +28,8 @@ func (s *Service) Verify(ctx context.Context, id userphone.Identity, code string
 		if c == nil {
 			return noPending(t, user.ID)
 		}
-		c.UpdatedAt = t.now
-		switch {
-		case c.ExpiredAt(t.now):
-			outcome = expired()
-			return s.expire(t, c)
-		case c.Status == userphone.StatusAwaitingEmailConfirmation:
-			return userphone.Errorf(userphone.CodeEmailConfirmationPending,
-				"Confirm the change with the link in the e-mail first; the SMS with the code follows.")
-		case !hmac.Equal(s.codeHash(c.ID, code), c.CodeHash):
-			outcome, err = s.countWrongCode(t, c)
-			return err
-		}
-		p, err = s.takeNumber(t, user, c)
+		number = c.PhoneNumber
+		p, outcome, err = s.verifyCode(t, user, c, code)
 		return err
 	})
 	if err != nil {
@@ -49,6 +39,35 @@ func (s *Service) Verify(ctx context.Context, id userphone.Identity, code string
 		return userphone.Phone{}, outcome
 	}
 	return p, nil
+}
+
+// verifyCode checks code against c, locked, in the order that tells the
+// user the most useful thing first: the change's end, the missing e-mail
+// step, the number's guesses for the day, the code's age, then the code.
+// outcome is an answer that commits (a counted wrong code, an expiry); err
+// one that rolls back.
+func (s *Service) verifyCode(t *txn, user userphone.User, c *userphone.PhoneChange, code string) (p userphone.Phone, outcome, err error) {
+	c.UpdatedAt = t.now
+	switch {
+	case c.ExpiredAt(t.now):
+		return p, expired(), s.expire(t, c)
+	case c.Status == userphone.StatusAwaitingEmailConfirmation:
+		return p, nil, userphone.Errorf(userphone.CodeEmailConfirmationPending,
+			"Confirm the change with the link in the e-mail first; the SMS with the code follows.")
+	}
+	if err := s.checkGuesses(t, c.PhoneNumber); err != nil {
+		return p, nil, err
+	}
+	switch {
+	case s.codeExpired(c, t.now):
+		return p, nil, userphone.Errorf(userphone.CodeCodeExpired,
+			"The code has expired; ask for the number again (the same request as before) to get a new one.")
+	case !hmac.Equal(s.codeHash(c.ID, code), c.CodeHash):
+		outcome, err = s.countWrongCode(t, c)
+		return p, outcome, err
+	}
+	p, err = s.takeNumber(t, user, c)
+	return p, nil, err
 }
 
 // countWrongCode counts a wrong attempt at c's code, cancelling c when none
@@ -118,7 +137,7 @@ func (s *Service) wrongCode(t *txn, c *userphone.PhoneChange) error {
 			"The code was wrong too often, so the change is cancelled; ask for the number again to get a new code.")
 		// A new change must wait out the cool-down since the last SMS.
 		if c.LastSentAt != nil {
-			e.RetryAfter = max(0, c.LastSentAt.Add(s.cfg.ResendCooldown).Sub(t.now))
+			e.RetryAfter = coarse(c.LastSentAt.Add(s.cfg.ResendCooldown).Sub(t.now))
 		}
 		return e
 	}
@@ -127,6 +146,29 @@ func (s *Service) wrongCode(t *txn, c *userphone.PhoneChange) error {
 		Detail:            "The code is wrong; check the SMS and try again.",
 		RemainingAttempts: &left,
 	}
+}
+
+// checkGuesses refuses every attempt at a code for number once it has had
+// its wrong codes for the day, over all changes and accounts: otherwise
+// each new change would give a guesser a fresh set. The number's lock
+// makes the count exact across replicas.
+func (s *Service) checkGuesses(t *txn, number string) error {
+	cap := s.cfg.Limits.WrongCodesPerNumberPerDay
+	if cap <= 0 {
+		return nil
+	}
+	if err := s.lock(t, "number:"+number); err != nil {
+		return err
+	}
+	n, oldest, err := countSince(t, userphone.EventQuery{Kind: userphone.EventVerifyFailed, PhoneNumber: number}, 24*time.Hour)
+	if err != nil || n < cap {
+		return err
+	}
+	return &refusal{LimitNumberGuesses, &userphone.Error{
+		Code:       userphone.CodeTooManyAttempts,
+		Detail:     "This number has had too many wrong codes today; it takes no more until tomorrow.",
+		RetryAfter: coarse(oldest.Add(24 * time.Hour).Sub(t.now)),
+	}}
 }
 
 func noPending(t *txn, userID string) error {

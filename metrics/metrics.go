@@ -59,6 +59,8 @@ var eventNames = map[userphone.EventKind]string{
 	userphone.EventEmailSent:      "email_sent",
 	userphone.EventEmailConfirmed: "email_confirmed",
 	userphone.EventSMSSent:        "sms_sent",
+	userphone.EventSMSWithheld:    "sms_withheld",
+	userphone.EventOwnerNotified:  "owner_notified",
 	userphone.EventVerified:       "verified",
 	userphone.EventVerifyFailed:   "wrong_code",
 	userphone.EventExpired:        "expired",
@@ -67,8 +69,6 @@ var eventNames = map[userphone.EventKind]string{
 	userphone.EventRateLimited:    "rate_limited",
 	userphone.EventDeliveryFailed: "delivery_failed",
 }
-
-var limits = []string{flow.LimitCooldown, flow.LimitUserChanges, flow.LimitNumberSMS, flow.LimitSMSBudget}
 
 var failureClasses = []string{delivery.FailurePermanent, delivery.FailureTimeout, delivery.FailureTransient}
 
@@ -101,7 +101,7 @@ func New() *Metrics {
 	for _, name := range eventNames {
 		m.events.WithLabelValues(name)
 	}
-	for _, l := range limits {
+	for _, l := range flow.LimitNames {
 		m.limited.WithLabelValues(label(l))
 	}
 	m.reg.MustRegister(m.requests, m.events, m.limited, m.attempts, m.failures,

@@ -61,6 +61,9 @@ type harness struct {
 	working bool
 	// stopOnce guards stop, which both restarts and cleanup call.
 	stopOnce sync.Once
+	// sources are the API clients bound to a source address (putFrom).
+	sourcesMu sync.Mutex
+	sources   map[string]*api.ClientWithResponses
 }
 
 type options struct {
@@ -73,6 +76,8 @@ type options struct {
 	sender userphone.Sender
 	// limits are the flow's abuse limits; off unless a test sets them.
 	limits flow.Limits
+	// resendCooldown, if set, replaces the flow's default.
+	resendCooldown *time.Duration
 	// wrapStore lets a test put faults between the flow and the store.
 	wrapStore func(userphone.Store) userphone.Store
 	// ipRate and ipBurst turn on the per-client limit.
@@ -153,6 +158,9 @@ func (h *harness) appConfig(o options, publicURL string, log *slog.Logger) app.C
 	cfg.Store, cfg.PublicURL, cfg.Log = o.cfg, publicURL, log
 	cfg.Flow.Secret = bytes.Repeat([]byte{7}, 32)
 	cfg.Flow.Limits = o.limits
+	if o.resendCooldown != nil {
+		cfg.Flow.ResendCooldown = *o.resendCooldown
+	}
 	cfg.Jobs = o.queue
 	switch cfg.Jobs.Workers {
 	case 0:
@@ -264,6 +272,50 @@ func (h *harness) put(tok, number string) *api.UpdateUserPhoneResponse {
 		h.t.Fatal(err)
 	}
 	return resp
+}
+
+// putFrom is put from the source address ip: any address of 127.0.0.0/8
+// reaches the server, so a test can be a client of any network.
+func (h *harness) putFrom(ip, tok, number string) *api.UpdateUserPhoneResponse {
+	h.t.Helper()
+	var body api.UpdateUserPhoneRequest
+	body.Data.Type = api.UpdateUserPhoneRequestDataTypePhone
+	body.Data.Attributes.PhoneNumber = number
+	resp, err := h.clientFrom(ip).UpdateUserPhoneWithApplicationVndAPIPlusJSONBodyWithResponse(context.Background(), body, bearer(tok))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return resp
+}
+
+func (h *harness) clientFrom(ip string) *api.ClientWithResponses {
+	h.sourcesMu.Lock()
+	defer h.sourcesMu.Unlock()
+	if c, ok := h.sources[ip]; ok {
+		return c
+	}
+	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	hc := &http.Client{Transport: &contract.Transport{T: h.t, Next: &http.Transport{DialContext: dialer.DialContext}}}
+	c, err := api.NewClientWithResponses(h.base, api.WithHTTPClient(hc))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if h.sources == nil {
+		h.sources = map[string]*api.ClientWithResponses{}
+	}
+	h.sources[ip] = c
+	return c
+}
+
+// tokenFor mints a token of the dev key for id, with every scope.
+func (h *harness) tokenFor(id userphone.Identity) string {
+	h.t.Helper()
+	id.Scopes = auth.AllScopes
+	tok, err := h.keys.Mint(id, time.Hour, time.Now())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return tok
 }
 
 func (h *harness) verify(tok, code string) *api.VerifyUserPhoneResponse {

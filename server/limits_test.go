@@ -33,12 +33,12 @@ func (h *harness) limited(t *testing.T, r interface {
 
 // A refused confirmation SMS answers the page's POST with 429.
 func TestALimitedConfirmationAnswers429(t *testing.T) {
-	forEachDialectWith(t, options{limits: flow.Limits{SMSPerNumberPerHour: 1}}, func(t *testing.T, h *harness) {
+	forEachDialectWith(t, options{limits: flow.Limits{SMSPerPrefixPerHour: 1}}, func(t *testing.T, h *harness) {
 		tok := h.token("conf", "conf@example.com")
 		h.verifyNumber(tok, numberA)
 		h.put(tok, numberB)
 		link := h.linkToken("conf@example.com")
-		h.put(h.token("other", ""), numberB) // the one SMS to numberB this hour
+		h.put(h.token("other", ""), numberB) // the one SMS to numberB's range this hour
 		before := len(h.messages())
 		r := h.confirm(link)
 		h.limited(t, r, r.Body, 429, api.ErrorCodeRateLimited, r.HTTPResponse.Header.Get("Retry-After"), before)

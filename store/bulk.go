@@ -124,11 +124,3 @@ func ChangeValues(c *userphone.PhoneChange, version int) []any {
 func EventValues(e userphone.Event) []any {
 	return bulkModels()[2].values(eventRowOf(e))
 }
-
-// eventRowOf is the row AddEvent writes.
-func eventRowOf(e userphone.Event) eventRow {
-	return eventRow{
-		At: dbTime(e.At), Kind: string(e.Kind), UserID: e.UserID, ChangeID: e.ChangeID,
-		PhoneNumber: e.PhoneNumber, RequestID: e.RequestID, ClientIPHash: e.ClientIPHash, Detail: e.Detail,
-	}
-}

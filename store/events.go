@@ -9,10 +9,7 @@ import (
 )
 
 func (t *tx) AddEvent(ctx context.Context, e userphone.Event) error {
-	row := eventRow{
-		At: dbTime(e.At), Kind: string(e.Kind), UserID: e.UserID, ChangeID: e.ChangeID,
-		PhoneNumber: e.PhoneNumber, RequestID: e.RequestID, ClientIPHash: e.ClientIPHash, Detail: e.Detail,
-	}
+	row := eventRowOf(e)
 	return t.db.WithContext(ctx).Create(&row).Error
 }
 
@@ -23,6 +20,15 @@ func (t *tx) CountEvents(ctx context.Context, q userphone.EventQuery) (int, time
 	}
 	if q.PhoneNumber != "" {
 		db = db.Where("phone_number = ?", q.PhoneNumber)
+	}
+	if q.NotUserID != "" {
+		db = db.Where("user_id <> ?", q.NotUserID)
+	}
+	if q.ClientNetHash != "" {
+		db = db.Where("client_net_hash = ?", q.ClientNetHash)
+	}
+	if q.DestPrefix != "" {
+		db = db.Where("dest_prefix = ?", q.DestPrefix)
 	}
 	var res struct {
 		N      int
@@ -49,13 +55,24 @@ func (t *tx) Events(ctx context.Context, userID string) ([]userphone.Event, erro
 	return out, nil
 }
 
-// LockNumber takes a transaction-scoped advisory lock on PostgreSQL. On
-// SQLite the transaction already holds the database's only write lock.
-func (t *tx) LockNumber(ctx context.Context, number string) error {
+// Lock takes a transaction-scoped advisory lock on PostgreSQL. On SQLite
+// the transaction already holds the database's only write lock.
+func (t *tx) Lock(ctx context.Context, key string) error {
 	if t.dialect != Postgres || !t.locking {
 		return nil
 	}
 	h := fnv.New64a()
-	h.Write([]byte("userphone-number:" + number))
+	h.Write([]byte("userphone:" + key))
 	return t.db.WithContext(ctx).Exec("SELECT pg_advisory_xact_lock(?)", int64(h.Sum64())).Error
+}
+
+func (t *tx) OwnerOf(ctx context.Context, number string) (string, bool, error) {
+	var ids []string
+	if err := t.db.WithContext(ctx).Model(&userRow{}).Where("phone_number = ?", number).Limit(1).Pluck("id", &ids).Error; err != nil {
+		return "", false, err
+	}
+	if len(ids) == 0 {
+		return "", false, nil
+	}
+	return ids[0], true, nil
 }

@@ -83,22 +83,34 @@ func utcPtr(t *time.Time) *time.Time {
 }
 
 type eventRow struct {
-	ID           int64 `gorm:"primaryKey"`
-	At           time.Time
-	Kind         string
-	UserID       string
-	ChangeID     string
-	PhoneNumber  string
-	RequestID    string
-	ClientIPHash string
-	Detail       string
+	ID            int64 `gorm:"primaryKey"`
+	At            time.Time
+	Kind          string
+	UserID        string
+	ChangeID      string
+	PhoneNumber   string
+	RequestID     string
+	ClientIPHash  string
+	ClientNetHash string
+	DestPrefix    string
+	Detail        string
 }
 
 func (eventRow) TableName() string { return "phone_events" }
 
+// eventRowOf is the row of e, as AddEvent and the bulk loader write it.
+func eventRowOf(e userphone.Event) eventRow {
+	return eventRow{
+		At: dbTime(e.At), Kind: string(e.Kind), UserID: e.UserID, ChangeID: e.ChangeID,
+		PhoneNumber: e.PhoneNumber, RequestID: e.RequestID, ClientIPHash: e.ClientIPHash,
+		ClientNetHash: e.ClientNetHash, DestPrefix: e.DestPrefix, Detail: e.Detail,
+	}
+}
+
 func (r eventRow) domain() userphone.Event {
 	return userphone.Event{
 		At: r.At.UTC(), Kind: userphone.EventKind(r.Kind), UserID: r.UserID, ChangeID: r.ChangeID,
-		PhoneNumber: r.PhoneNumber, RequestID: r.RequestID, ClientIPHash: r.ClientIPHash, Detail: r.Detail,
+		PhoneNumber: r.PhoneNumber, RequestID: r.RequestID, ClientIPHash: r.ClientIPHash,
+		ClientNetHash: r.ClientNetHash, DestPrefix: r.DestPrefix, Detail: r.Detail,
 	}
 }

@@ -57,8 +57,9 @@ var messages = map[string]*texttemplate.Template{}
 
 // Names of the e-mails, which have a text and an HTML version each.
 const (
-	emailConfirmChange = "confirm-change"
-	emailNumberRemoved = "number-removed"
+	emailConfirmChange   = "confirm-change"
+	emailNumberRemoved   = "number-removed"
+	emailNumberRequested = "number-requested"
 )
 
 // htmlEmails holds the HTML versions of the e-mails, one per language and
@@ -75,7 +76,7 @@ func init() {
 		}
 		messages[lang] = texttemplate.Must(texttemplate.ParseFS(files, "messages/"+lang+"/*.txt"))
 		htmlEmails[lang] = map[string]*htmltemplate.Template{}
-		for _, name := range []string{emailConfirmChange, emailNumberRemoved} {
+		for _, name := range []string{emailConfirmChange, emailNumberRemoved, emailNumberRequested} {
 			htmlEmails[lang][name] = htmltemplate.Must(htmltemplate.ParseFS(files, "messages/layout.html", "messages/"+lang+"/"+name+".html"))
 		}
 	}
@@ -117,11 +118,17 @@ func ConfirmChangeEmail(lang, maskedNumber, link string, expiresAt time.Time) (s
 }
 
 // CodeSMS returns the SMS that carries a verification code and says what
-// it is for. The code comes first so phones can offer to autofill it, and
-// the text stays within one GSM-7 SMS (160 characters, no characters
-// outside the GSM basic set).
-func CodeSMS(lang, code string) string {
-	return execText(messages[supportedLang(lang)], "code-sms", messageData{Code: code})
+// it is for. The code comes first so phones can offer to autofill it.
+// With an originHost, the text ends with the origin-bound code line
+// ("@host #code", WebOTP), with which browsers and the iOS and Android
+// keyboards fill the code in on that site only. The text stays within one
+// GSM-7 SMS (160 characters, no characters outside the GSM basic set).
+func CodeSMS(lang, code, originHost string) string {
+	text := execText(messages[supportedLang(lang)], "code-sms", messageData{Code: code})
+	if originHost != "" {
+		text += "\n\n@" + originHost + " #" + code
+	}
+	return text
 }
 
 // NumberRemovedEmail returns the e-mail to a user whose verified number
@@ -131,6 +138,15 @@ func CodeSMS(lang, code string) string {
 func NumberRemovedEmail(lang, maskedNumber string) (subject, text, html string) {
 	lang = supportedLang(lang)
 	return email(lang, emailNumberRemoved, messageData{Lang: lang, MaskedNumber: maskedNumber})
+}
+
+// NumberRequestedEmail returns the e-mail to a user whose verified number
+// another account has just asked for: before anyone proves possession,
+// so that the owner hears of it at once. It returns the subject, the
+// plain text and the HTML alternative.
+func NumberRequestedEmail(lang, maskedNumber string) (subject, text, html string) {
+	lang = supportedLang(lang)
+	return email(lang, emailNumberRequested, messageData{Lang: lang, MaskedNumber: maskedNumber})
 }
 
 // email renders the three parts of the e-mail name in lang, which must be

@@ -299,12 +299,40 @@ func TestHTMLMatchesText(t *testing.T) {
 	}
 }
 
+// The origin-bound line is the SMS's last line, "@host #code", after a
+// blank line, as WebOTP and the iOS and Android keyboards read it; without
+// a host there is none.
+func TestCodeSMSEndsWithTheOriginBoundLine(t *testing.T) {
+	for _, lang := range []string{"de", "en"} {
+		s := CodeSMS(lang, "123456", "api.example.com")
+		lines := strings.Split(s, "\n")
+		if len(lines) < 3 || lines[len(lines)-1] != "@api.example.com #123456" || lines[len(lines)-2] != "" {
+			t.Errorf("%s: SMS %q does not end with a blank line and \"@api.example.com #123456\"", lang, s)
+		}
+		if plain := CodeSMS(lang, "123456", ""); strings.Contains(plain, "@") || strings.Contains(plain, "#") {
+			t.Errorf("%s: SMS without a host has an origin line: %q", lang, plain)
+		}
+	}
+}
+
+// Both languages of the owner's notice name the masked number and say
+// that it stays theirs.
+func TestNumberRequestedEmail(t *testing.T) {
+	for lang, stays := range map[string]string{"de": "bleibt deine", "en": "stays yours"} {
+		subject, text, doc := NumberRequestedEmail(lang, "+49 •••• 678")
+		if subject == "" || !strings.Contains(text, "+49 •••• 678") || !strings.Contains(text, stays) ||
+			!strings.Contains(doc, "•••• 678") || !strings.Contains(doc, `<html lang="`+lang+`">`) {
+			t.Errorf("%s: %q\n%s\n%s", lang, subject, text, doc)
+		}
+	}
+}
+
 // gsmBasic is the GSM 03.38 basic character set; text made only of it is
 // sent as GSM-7, where one SMS holds 160 characters.
 const gsmBasic = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 
 func TestCodeSMS(t *testing.T) {
-	de, en := CodeSMS("de", "123456"), CodeSMS("en", "123456")
+	de, en := CodeSMS("de", "123456", ""), CodeSMS("en", "123456", "")
 	if de == en {
 		t.Error("SMS does not differ by language")
 	}
@@ -313,7 +341,9 @@ func TestCodeSMS(t *testing.T) {
 	if !strings.Contains(de, "Telefonnummer") || !strings.Contains(en, "phone number") {
 		t.Errorf("SMS does not say what the code is for: %q, %q", de, en)
 	}
-	for _, s := range []string{de, en, CodeSMS("xx", "12345678")} {
+	// The longest host a real deployment might have still fits.
+	long := "phone-verification.api.example-company.com"
+	for _, s := range []string{de, en, CodeSMS("xx", "12345678", ""), CodeSMS("de", "123456", long), CodeSMS("en", "123456", long)} {
 		if !strings.HasPrefix(s, "123456") {
 			t.Errorf("SMS %q does not start with the code", s)
 		}

@@ -18,12 +18,7 @@
 //	export USERPHONE_SMS_PROVIDER=webhook
 //	export USERPHONE_SMS_WEBHOOK_URL=http://127.0.0.1:9099/sms
 //	export USERPHONE_SMS_WEBHOOK_SECRET=<64 hex digits>
-//	export USERPHONE_LIMIT_CHANGES_PER_HOUR=0
-//	export USERPHONE_LIMIT_CHANGES_PER_DAY=0
-//	export USERPHONE_LIMIT_SMS_PER_NUMBER_PER_HOUR=0
-//	export USERPHONE_LIMIT_SMS_PER_NUMBER_PER_DAY=0
-//	export USERPHONE_LIMIT_SMS_PER_HOUR=0
-//	export USERPHONE_LIMIT_IP_RATE=0
+//	export USERPHONE_LIMITS=off
 //	export USERPHONE_LOAD_WEBHOOK_SECRET=<the same secret, for the load generator>
 //
 // Start the server with them, in dev mode (no OIDC issuer, so the load

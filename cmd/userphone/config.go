@@ -12,6 +12,7 @@ import (
 	"github.com/pace/userphone/app"
 	"github.com/pace/userphone/auth"
 	"github.com/pace/userphone/delivery"
+	"github.com/pace/userphone/flow"
 )
 
 // config is the whole configuration: the service's own, grouped by the
@@ -32,6 +33,8 @@ type config struct {
 	ShutdownTimeout time.Duration
 	LogLevel        slog.Level
 	LogFormat       string
+	// LimitsOff turns every abuse limit off, for load tests in dev mode.
+	LimitsOff bool
 }
 
 type deliveryConfig struct {
@@ -98,8 +101,18 @@ func (c *config) checkTogether() error {
 		return &settingError{"USERPHONE_SUNSET_DATE", fmt.Sprintf("%s is before the deprecation date %s (USERPHONE_DEPRECATION_DATE); a sunset comes after it",
 			h.Sunset.Format(time.DateOnly), h.Deprecation.Format(time.DateOnly))}
 	}
+	if f := c.App.Flow; f.CodeTTL > f.ProcessTTL {
+		return &settingError{"USERPHONE_CODE_TTL", fmt.Sprintf("%s is longer than the whole process (USERPHONE_PROCESS_TTL, %s); a code must die before its change does", f.CodeTTL, f.ProcessTTL)}
+	}
 	if c.MetricsAddr != "" && c.MetricsAddr == c.Addr {
 		return &settingError{"USERPHONE_METRICS_ADDR", fmt.Sprintf("%s is USERPHONE_ADDR too; the metrics and pprof need a listener of their own", c.MetricsAddr)}
+	}
+	if c.LimitsOff {
+		if c.Auth.Issuer != "" {
+			return &settingError{"USERPHONE_LIMITS", "off is for load tests in dev mode, and an OIDC issuer is set; with real users, turn single limits off (USERPHONE_LIMIT_*=0) knowing what each guards"}
+		}
+		c.App.Flow.Limits = flow.WithoutAbuseLimits(c.App.Flow.Limits)
+		c.App.HTTP.IPRate = 0
 	}
 	if c.App.PublicURL == "" {
 		c.App.PublicURL = "http://" + loopbackFor(c.Addr)

@@ -32,29 +32,35 @@ func env(vars map[string]string) func(string) (string, bool) {
 
 func TestABadSettingStopsStartupWithOneLineNamingIt(t *testing.T) {
 	for name, value := range map[string]string{
-		"USERPHONE_ADDR":                  "8080",
-		"USERPHONE_DATABASE_URL":          "mysql://root@localhost/test",
-		"USERPHONE_PUBLIC_URL":            "ftp://example.com",
-		"USERPHONE_PROCESS_TTL":           "a day",
-		"USERPHONE_RESEND_COOLDOWN":       "-1s",
-		"USERPHONE_MAX_CODE_ATTEMPTS":     "0",
-		"USERPHONE_SECRET":                "tooshort",
-		"USERPHONE_LOG_LEVEL":             "loud",
-		"USERPHONE_LOG_FORMAT":            "xml",
-		"USERPHONE_SHUTDOWN_TIMEOUT":      "forever",
-		"USERPHONE_OIDC_AUDIENCE":         "userphone", // without an issuer
-		"USERPHONE_WORKERS":               "-1",
-		"USERPHONE_RETENTION":             "5m",
-		"USERPHONE_SMS_PROVIDER":          "pigeon",
-		"USERPHONE_SMTP_URL":              "smtp://127.0.0.1:2525", // without USERPHONE_MAIL_FROM
-		"USERPHONE_SMTP_TLS":              "sometimes",
-		"USERPHONE_ALLOWED_REGIONS":       "DE,Germany",
-		"USERPHONE_TRUSTED_PROXIES":       "10.0.0.0/33",
-		"USERPHONE_LIMIT_SMS_PER_HOUR":    "-5",
-		"USERPHONE_DEPRECATION_DATE":      "last year",
-		"USERPHONE_DATABASE_MAX_CONNS":    "1",
-		"USERPHONE_DELIVERY_RESCUE_AFTER": "5s",         // not above the 20 s job timeout
-		"USERPHONE_SUNSET_DATE":           "2020-01-01", // before the deprecation
+		"USERPHONE_ADDR":                          "8080",
+		"USERPHONE_DATABASE_URL":                  "mysql://root@localhost/test",
+		"USERPHONE_PUBLIC_URL":                    "ftp://example.com",
+		"USERPHONE_PROCESS_TTL":                   "a day",
+		"USERPHONE_RESEND_COOLDOWN":               "-1s",
+		"USERPHONE_MAX_CODE_ATTEMPTS":             "0",
+		"USERPHONE_SECRET":                        "tooshort",
+		"USERPHONE_LOG_LEVEL":                     "loud",
+		"USERPHONE_LOG_FORMAT":                    "xml",
+		"USERPHONE_SHUTDOWN_TIMEOUT":              "forever",
+		"USERPHONE_OIDC_AUDIENCE":                 "userphone", // without an issuer
+		"USERPHONE_WORKERS":                       "-1",
+		"USERPHONE_RETENTION":                     "5m",
+		"USERPHONE_SMS_PROVIDER":                  "pigeon",
+		"USERPHONE_SMTP_URL":                      "smtp://127.0.0.1:2525", // without USERPHONE_MAIL_FROM
+		"USERPHONE_SMTP_TLS":                      "sometimes",
+		"USERPHONE_ALLOWED_REGIONS":               "DE,Germany",
+		"USERPHONE_TRUSTED_PROXIES":               "10.0.0.0/33",
+		"USERPHONE_LIMIT_SMS_PER_HOUR":            "-5",
+		"USERPHONE_CODE_TTL":                      "30s",
+		"USERPHONE_LIMITS":                        "maybe",
+		"USERPHONE_DENY_NONGEOGRAPHIC":            "perhaps",
+		"USERPHONE_SMS_ORIGIN_BOUND":              "yes please",
+		"USERPHONE_LIMIT_NETWORK_BITS_IPV4":       "33",
+		"USERPHONE_LIMIT_SMS_PER_PREFIX_PER_HOUR": "-1",
+		"USERPHONE_DEPRECATION_DATE":              "last year",
+		"USERPHONE_DATABASE_MAX_CONNS":            "1",
+		"USERPHONE_DELIVERY_RESCUE_AFTER":         "5s",         // not above the 20 s job timeout
+		"USERPHONE_SUNSET_DATE":                   "2020-01-01", // before the deprecation
 	} {
 		t.Run(name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -78,9 +84,37 @@ func TestLimitsAreOnByDefault(t *testing.T) {
 		l.SMSPerHour != 1000 || h.IPRate != 20 || h.IPBurst != 40 || f.ResendCooldown != time.Minute || f.MaxCodeAttempts != 5 {
 		t.Fatalf("defaults: %+v, ip %v/%d", l, h.IPRate, h.IPBurst)
 	}
+	if l.SMSPerNetworkPerHour != 20 || l.SMSPerNetworkPerDay != 100 || l.SMSPerPrefixPerHour != 10 || l.SMSPerPrefixPerDay != 30 ||
+		l.SMSToOwnedNumberPerDay != 3 || l.WrongCodesPerNumberPerDay != 10 || !l.DenyNonGeographic ||
+		l.IPv4NetworkBits != 24 || l.IPv6NetworkBits != 48 || f.CodeTTL != 10*time.Minute || !f.OriginBoundCodes {
+		t.Fatalf("the limits against pumping and takeover: %+v, code TTL %v, origin-bound %v", l, f.CodeTTL, f.OriginBoundCodes)
+	}
 	cfg, err = loadConfig(env(map[string]string{"USERPHONE_ALLOWED_REGIONS": "de, AT", "USERPHONE_TRUSTED_PROXIES": "10.0.0.0/8,127.0.0.1"}))
 	if err != nil || len(cfg.App.Flow.Limits.AllowedRegions) != 2 || cfg.App.Flow.Limits.AllowedRegions[0] != "DE" || len(cfg.App.HTTP.TrustedProxies) != 2 {
 		t.Fatalf("lists: %+v %v (%v)", cfg.App.Flow.Limits.AllowedRegions, cfg.App.HTTP.TrustedProxies, err)
+	}
+}
+
+// USERPHONE_LIMITS=off turns every counted limit off for a load test, and
+// keeps which numbers are accepted; with an OIDC issuer it is refused, and
+// a code TTL longer than the process is refused.
+func TestLimitsOffAndTheCodeTTLAreChecked(t *testing.T) {
+	cfg, err := loadConfig(env(map[string]string{"USERPHONE_LIMITS": "off", "USERPHONE_ALLOWED_REGIONS": "DE"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := cfg.App.Flow.Limits
+	if l.ChangesPerHour != 0 || l.SMSPerNetworkPerHour != 0 || l.SMSPerPrefixPerDay != 0 || l.WrongCodesPerNumberPerDay != 0 ||
+		l.SMSPerHour != 0 || cfg.App.HTTP.IPRate != 0 || !l.DenyNonGeographic || len(l.AllowedRegions) != 1 {
+		t.Fatalf("limits off: %+v, ip rate %v", l, cfg.App.HTTP.IPRate)
+	}
+	for name, vars := range map[string]map[string]string{
+		"USERPHONE_LIMITS":   {"USERPHONE_LIMITS": "off", "USERPHONE_OIDC_ISSUER": "https://id.example.com", "USERPHONE_OIDC_AUDIENCE": "userphone"},
+		"USERPHONE_CODE_TTL": {"USERPHONE_CODE_TTL": "2h", "USERPHONE_PROCESS_TTL": "1h"},
+	} {
+		if _, err := loadConfig(env(vars)); err == nil || !strings.HasPrefix(err.Error(), name+":") {
+			t.Errorf("%v: %v; want a refusal naming %s", vars, err, name)
+		}
 	}
 }
 

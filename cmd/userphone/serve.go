@@ -34,6 +34,9 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if cfg.LimitsOff {
+		log.Warn("every abuse limit is off (USERPHONE_LIMITS=off): one client may send any number of SMS; for load tests only")
+	}
 	cfg.App.Log = log
 	a, err := app.New(cfg.App, app.Parts{Verifier: verifier, Sender: sender, Metrics: obs.metrics})
 	if err != nil {

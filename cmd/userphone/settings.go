@@ -39,6 +39,8 @@ func (c *config) settings() []setting {
 		{name: "USERPHONE_PROCESS_TTL", parse: duration(&a.Flow.ProcessTTL, time.Minute, 30*24*time.Hour)},
 		{name: "USERPHONE_RESEND_COOLDOWN", parse: duration(&a.Flow.ResendCooldown, 0, time.Hour)},
 		{name: "USERPHONE_MAX_CODE_ATTEMPTS", parse: integer(&a.Flow.MaxCodeAttempts, 1, 20)},
+		{name: "USERPHONE_CODE_TTL", parse: duration(&a.Flow.CodeTTL, flow.MinCodeTTL, 24*time.Hour)},
+		{name: "USERPHONE_SMS_ORIGIN_BOUND", parse: boolean(&a.Flow.OriginBoundCodes)},
 		{name: "USERPHONE_SECRET", parse: secret(&a.Flow.Secret)},
 		{name: "USERPHONE_OIDC_ISSUER", parse: text(&c.Auth.Issuer)},
 		{name: "USERPHONE_OIDC_AUDIENCE", parse: text(&c.Auth.Audience)},
@@ -51,11 +53,21 @@ func (c *config) settings() []setting {
 		{name: "USERPHONE_DELIVERY_FIRST_RETRY", parse: duration(&a.Jobs.FirstRetry, time.Second, time.Hour)},
 		{name: "USERPHONE_DELIVERY_RESCUE_AFTER", parse: duration(&a.Jobs.RescueAfter, jobs.JobTimeout+time.Second, 24*time.Hour)},
 		{name: "USERPHONE_RETENTION", parse: duration(&a.Jobs.Retention, time.Hour, 10*365*24*time.Hour)},
+		{name: "USERPHONE_LIMITS", parse: onOff(&c.LimitsOff)},
 		{name: "USERPHONE_LIMIT_CHANGES_PER_HOUR", parse: integer(&a.Flow.Limits.ChangesPerHour, 0, 1000)},
 		{name: "USERPHONE_LIMIT_CHANGES_PER_DAY", parse: integer(&a.Flow.Limits.ChangesPerDay, 0, 10000)},
 		{name: "USERPHONE_LIMIT_SMS_PER_NUMBER_PER_HOUR", parse: integer(&a.Flow.Limits.SMSPerNumberPerHour, 0, 1000)},
 		{name: "USERPHONE_LIMIT_SMS_PER_NUMBER_PER_DAY", parse: integer(&a.Flow.Limits.SMSPerNumberPerDay, 0, 10000)},
+		{name: "USERPHONE_LIMIT_SMS_TO_OWNED_NUMBER_PER_DAY", parse: integer(&a.Flow.Limits.SMSToOwnedNumberPerDay, 0, 1000)},
+		{name: "USERPHONE_LIMIT_SMS_PER_NETWORK_PER_HOUR", parse: integer(&a.Flow.Limits.SMSPerNetworkPerHour, 0, 1_000_000)},
+		{name: "USERPHONE_LIMIT_SMS_PER_NETWORK_PER_DAY", parse: integer(&a.Flow.Limits.SMSPerNetworkPerDay, 0, 10_000_000)},
+		{name: "USERPHONE_LIMIT_SMS_PER_PREFIX_PER_HOUR", parse: integer(&a.Flow.Limits.SMSPerPrefixPerHour, 0, 1_000_000)},
+		{name: "USERPHONE_LIMIT_SMS_PER_PREFIX_PER_DAY", parse: integer(&a.Flow.Limits.SMSPerPrefixPerDay, 0, 10_000_000)},
+		{name: "USERPHONE_LIMIT_WRONG_CODES_PER_NUMBER_PER_DAY", parse: integer(&a.Flow.Limits.WrongCodesPerNumberPerDay, 0, 1000)},
 		{name: "USERPHONE_LIMIT_SMS_PER_HOUR", parse: integer(&a.Flow.Limits.SMSPerHour, 0, 10_000_000)},
+		{name: "USERPHONE_LIMIT_NETWORK_BITS_IPV4", parse: integer(&a.Flow.Limits.IPv4NetworkBits, 8, 32)},
+		{name: "USERPHONE_LIMIT_NETWORK_BITS_IPV6", parse: integer(&a.Flow.Limits.IPv6NetworkBits, 16, 128)},
+		{name: "USERPHONE_DENY_NONGEOGRAPHIC", parse: boolean(&a.Flow.Limits.DenyNonGeographic)},
 		{name: "USERPHONE_LIMIT_IP_RATE", parse: rate(&a.HTTP.IPRate, 0, 100000)},
 		{name: "USERPHONE_LIMIT_IP_BURST", parse: integer(&a.HTTP.IPBurst, 1, 100000)},
 		{name: "USERPHONE_TRUSTED_PROXIES", parse: cidrs(&a.HTTP.TrustedProxies)},
@@ -155,6 +167,32 @@ func rate(p *float64, lo, hi int) func(string) error {
 			return err
 		}
 		*p = float64(n)
+		return nil
+	}
+}
+
+// onOff reads "on" or "off"; off sets *off.
+func onOff(off *bool) func(string) error {
+	return func(v string) error {
+		switch strings.ToLower(v) {
+		case "on":
+			*off = false
+		case "off":
+			*off = true
+		default:
+			return fmt.Errorf("%q is neither on nor off", v)
+		}
+		return nil
+	}
+}
+
+func boolean(p *bool) func(string) error {
+	return func(v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%q is not a boolean; use true or false", v)
+		}
+		*p = b
 		return nil
 	}
 }

@@ -119,6 +119,15 @@ type ClientInterface interface {
 	//   and a new one starts.
 	//
 	// The user's verified number stays theirs until the new one is verified.
+	// When the number is another user's verified number, that user is told by
+	// e-mail at once; the answer is the same as for any other number. The SMS
+	// ends with the origin-bound code line (`@host #123456`) so that browsers
+	// and phone keyboards offer the code to this site only.
+	//
+	// Abuse limits answer 429 `rate-limited` (per user, per number, per client
+	// network, per number range) or 503 `service-unavailable` (the hour's SMS
+	// budget, which runs out for busy networks and ranges first), each with a
+	// `Retry-After` of whole minutes; see docs/SECURITY.md.
 	// The optional `data.id` is accepted for compatibility and ignored.
 	//
 	// Takes any type of body and a specified content type.
@@ -144,6 +153,15 @@ type ClientInterface interface {
 	//   and a new one starts.
 	//
 	// The user's verified number stays theirs until the new one is verified.
+	// When the number is another user's verified number, that user is told by
+	// e-mail at once; the answer is the same as for any other number. The SMS
+	// ends with the origin-bound code line (`@host #123456`) so that browsers
+	// and phone keyboards offer the code to this site only.
+	//
+	// Abuse limits answer 429 `rate-limited` (per user, per number, per client
+	// network, per number range) or 503 `service-unavailable` (the hour's SMS
+	// budget, which runs out for busy networks and ranges first), each with a
+	// `Retry-After` of whole minutes; see docs/SECURITY.md.
 	// The optional `data.id` is accepted for compatibility and ignored.
 	//
 	// Takes a body of the `application/vnd.api+json` content type.
@@ -195,8 +213,14 @@ type ClientInterface interface {
 	//   another user had verified the same number before, it moves to this user
 	//   and the other user is told by e-mail.
 	// - Wrong code: 422 `invalid-code`, with `meta.remainingAttempts`.
+	// - A code older than its lifetime (10 minutes by default): 422
+	//   `code-expired`; the same PUT as before sends a new code. It does not
+	//   count as an attempt.
 	// - The attempts are used up (5 by default): 429 `too-many-attempts`, and the
 	//   pending change is cancelled.
+	// - The number has had 10 wrong codes today, over all changes and accounts:
+	//   429 `too-many-attempts`; it takes no more attempts until the oldest of
+	//   them is a day old.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -213,8 +237,14 @@ type ClientInterface interface {
 	//   another user had verified the same number before, it moves to this user
 	//   and the other user is told by e-mail.
 	// - Wrong code: 422 `invalid-code`, with `meta.remainingAttempts`.
+	// - A code older than its lifetime (10 minutes by default): 422
+	//   `code-expired`; the same PUT as before sends a new code. It does not
+	//   count as an attempt.
 	// - The attempts are used up (5 by default): 429 `too-many-attempts`, and the
 	//   pending change is cancelled.
+	// - The number has had 10 wrong codes today, over all changes and accounts:
+	//   429 `too-many-attempts`; it takes no more attempts until the oldest of
+	//   them is a day old.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -262,6 +292,15 @@ func (c *Client) CheckUserPhone(ctx context.Context, reqEditors ...RequestEditor
 //     and a new one starts.
 //
 // The user's verified number stays theirs until the new one is verified.
+// When the number is another user's verified number, that user is told by
+// e-mail at once; the answer is the same as for any other number. The SMS
+// ends with the origin-bound code line (`@host #123456`) so that browsers
+// and phone keyboards offer the code to this site only.
+//
+// Abuse limits answer 429 `rate-limited` (per user, per number, per client
+// network, per number range) or 503 `service-unavailable` (the hour's SMS
+// budget, which runs out for busy networks and ranges first), each with a
+// `Retry-After` of whole minutes; see docs/SECURITY.md.
 // The optional `data.id` is accepted for compatibility and ignored.
 //
 // Takes any type of body and a specified content type.
@@ -296,6 +335,15 @@ func (c *Client) UpdateUserPhoneWithBody(ctx context.Context, contentType string
 //     and a new one starts.
 //
 // The user's verified number stays theirs until the new one is verified.
+// When the number is another user's verified number, that user is told by
+// e-mail at once; the answer is the same as for any other number. The SMS
+// ends with the origin-bound code line (`@host #123456`) so that browsers
+// and phone keyboards offer the code to this site only.
+//
+// Abuse limits answer 429 `rate-limited` (per user, per number, per client
+// network, per number range) or 503 `service-unavailable` (the hour's SMS
+// budget, which runs out for busy networks and ranges first), each with a
+// `Retry-After` of whole minutes; see docs/SECURITY.md.
 // The optional `data.id` is accepted for compatibility and ignored.
 //
 // Takes a body of the `application/vnd.api+json` content type.
@@ -386,8 +434,14 @@ func (c *Client) ConfirmPhoneChangeWithFormdataBody(ctx context.Context, params 
 //     another user had verified the same number before, it moves to this user
 //     and the other user is told by e-mail.
 //   - Wrong code: 422 `invalid-code`, with `meta.remainingAttempts`.
+//   - A code older than its lifetime (10 minutes by default): 422
+//     `code-expired`; the same PUT as before sends a new code. It does not
+//     count as an attempt.
 //   - The attempts are used up (5 by default): 429 `too-many-attempts`, and the
 //     pending change is cancelled.
+//   - The number has had 10 wrong codes today, over all changes and accounts:
+//     429 `too-many-attempts`; it takes no more attempts until the oldest of
+//     them is a day old.
 //
 // Takes any type of body and a specified content type.
 //
@@ -413,8 +467,14 @@ func (c *Client) VerifyUserPhoneWithBody(ctx context.Context, contentType string
 //     another user had verified the same number before, it moves to this user
 //     and the other user is told by e-mail.
 //   - Wrong code: 422 `invalid-code`, with `meta.remainingAttempts`.
+//   - A code older than its lifetime (10 minutes by default): 422
+//     `code-expired`; the same PUT as before sends a new code. It does not
+//     count as an attempt.
 //   - The attempts are used up (5 by default): 429 `too-many-attempts`, and the
 //     pending change is cancelled.
+//   - The number has had 10 wrong codes today, over all changes and accounts:
+//     429 `too-many-attempts`; it takes no more attempts until the oldest of
+//     them is a day old.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -734,6 +794,15 @@ type ClientWithResponsesInterface interface {
 	//   and a new one starts.
 	//
 	// The user's verified number stays theirs until the new one is verified.
+	// When the number is another user's verified number, that user is told by
+	// e-mail at once; the answer is the same as for any other number. The SMS
+	// ends with the origin-bound code line (`@host #123456`) so that browsers
+	// and phone keyboards offer the code to this site only.
+	//
+	// Abuse limits answer 429 `rate-limited` (per user, per number, per client
+	// network, per number range) or 503 `service-unavailable` (the hour's SMS
+	// budget, which runs out for busy networks and ranges first), each with a
+	// `Retry-After` of whole minutes; see docs/SECURITY.md.
 	// The optional `data.id` is accepted for compatibility and ignored.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
@@ -759,6 +828,15 @@ type ClientWithResponsesInterface interface {
 	//   and a new one starts.
 	//
 	// The user's verified number stays theirs until the new one is verified.
+	// When the number is another user's verified number, that user is told by
+	// e-mail at once; the answer is the same as for any other number. The SMS
+	// ends with the origin-bound code line (`@host #123456`) so that browsers
+	// and phone keyboards offer the code to this site only.
+	//
+	// Abuse limits answer 429 `rate-limited` (per user, per number, per client
+	// network, per number range) or 503 `service-unavailable` (the hour's SMS
+	// budget, which runs out for busy networks and ranges first), each with a
+	// `Retry-After` of whole minutes; see docs/SECURITY.md.
 	// The optional `data.id` is accepted for compatibility and ignored.
 	//
 	// Takes a body of the `application/vnd.api+json` content type, and returns a wrapper object for the known response body format(s).
@@ -812,8 +890,14 @@ type ClientWithResponsesInterface interface {
 	//   another user had verified the same number before, it moves to this user
 	//   and the other user is told by e-mail.
 	// - Wrong code: 422 `invalid-code`, with `meta.remainingAttempts`.
+	// - A code older than its lifetime (10 minutes by default): 422
+	//   `code-expired`; the same PUT as before sends a new code. It does not
+	//   count as an attempt.
 	// - The attempts are used up (5 by default): 429 `too-many-attempts`, and the
 	//   pending change is cancelled.
+	// - The number has had 10 wrong codes today, over all changes and accounts:
+	//   429 `too-many-attempts`; it takes no more attempts until the oldest of
+	//   them is a day old.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -830,8 +914,14 @@ type ClientWithResponsesInterface interface {
 	//   another user had verified the same number before, it moves to this user
 	//   and the other user is told by e-mail.
 	// - Wrong code: 422 `invalid-code`, with `meta.remainingAttempts`.
+	// - A code older than its lifetime (10 minutes by default): 422
+	//   `code-expired`; the same PUT as before sends a new code. It does not
+	//   count as an attempt.
 	// - The attempts are used up (5 by default): 429 `too-many-attempts`, and the
 	//   pending change is cancelled.
+	// - The number has had 10 wrong codes today, over all changes and accounts:
+	//   429 `too-many-attempts`; it takes no more attempts until the oldest of
+	//   them is a day old.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -1508,6 +1598,15 @@ func (c *ClientWithResponses) CheckUserPhoneWithResponse(ctx context.Context, re
 //     and a new one starts.
 //
 // The user's verified number stays theirs until the new one is verified.
+// When the number is another user's verified number, that user is told by
+// e-mail at once; the answer is the same as for any other number. The SMS
+// ends with the origin-bound code line (`@host #123456`) so that browsers
+// and phone keyboards offer the code to this site only.
+//
+// Abuse limits answer 429 `rate-limited` (per user, per number, per client
+// network, per number range) or 503 `service-unavailable` (the hour's SMS
+// budget, which runs out for busy networks and ranges first), each with a
+// `Retry-After` of whole minutes; see docs/SECURITY.md.
 // The optional `data.id` is accepted for compatibility and ignored.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
@@ -1539,6 +1638,15 @@ func (c *ClientWithResponses) UpdateUserPhoneWithBodyWithResponse(ctx context.Co
 //     and a new one starts.
 //
 // The user's verified number stays theirs until the new one is verified.
+// When the number is another user's verified number, that user is told by
+// e-mail at once; the answer is the same as for any other number. The SMS
+// ends with the origin-bound code line (`@host #123456`) so that browsers
+// and phone keyboards offer the code to this site only.
+//
+// Abuse limits answer 429 `rate-limited` (per user, per number, per client
+// network, per number range) or 503 `service-unavailable` (the hour's SMS
+// budget, which runs out for busy networks and ranges first), each with a
+// `Retry-After` of whole minutes; see docs/SECURITY.md.
 // The optional `data.id` is accepted for compatibility and ignored.
 //
 // Takes a body of the `application/vnd.api+json` content type, and returns a wrapper object for the known response body format(s).
@@ -1615,8 +1723,14 @@ func (c *ClientWithResponses) ConfirmPhoneChangeWithFormdataBodyWithResponse(ctx
 //     another user had verified the same number before, it moves to this user
 //     and the other user is told by e-mail.
 //   - Wrong code: 422 `invalid-code`, with `meta.remainingAttempts`.
+//   - A code older than its lifetime (10 minutes by default): 422
+//     `code-expired`; the same PUT as before sends a new code. It does not
+//     count as an attempt.
 //   - The attempts are used up (5 by default): 429 `too-many-attempts`, and the
 //     pending change is cancelled.
+//   - The number has had 10 wrong codes today, over all changes and accounts:
+//     429 `too-many-attempts`; it takes no more attempts until the oldest of
+//     them is a day old.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -1639,8 +1753,14 @@ func (c *ClientWithResponses) VerifyUserPhoneWithBodyWithResponse(ctx context.Co
 //     another user had verified the same number before, it moves to this user
 //     and the other user is told by e-mail.
 //   - Wrong code: 422 `invalid-code`, with `meta.remainingAttempts`.
+//   - A code older than its lifetime (10 minutes by default): 422
+//     `code-expired`; the same PUT as before sends a new code. It does not
+//     count as an attempt.
 //   - The attempts are used up (5 by default): 429 `too-many-attempts`, and the
 //     pending change is cancelled.
+//   - The number has had 10 wrong codes today, over all changes and accounts:
+//     429 `too-many-attempts`; it takes no more attempts until the oldest of
+//     them is a day old.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //

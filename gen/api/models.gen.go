@@ -11,8 +11,10 @@ import (
 
 // Defines values for ErrorCode.
 const (
+	ErrorCodeCodeExpired              ErrorCode = "code-expired"
 	ErrorCodeCrossSiteRequest         ErrorCode = "cross-site-request"
 	ErrorCodeEmailConfirmationPending ErrorCode = "email-confirmation-pending"
+	ErrorCodeEmailNotVerified         ErrorCode = "email-not-verified"
 	ErrorCodeEmailRequired            ErrorCode = "email-required"
 	ErrorCodeInsufficientScope        ErrorCode = "insufficient-scope"
 	ErrorCodeInternalError            ErrorCode = "internal-error"
@@ -36,9 +38,13 @@ const (
 // Valid indicates whether the value is a known member of the ErrorCode enum.
 func (e ErrorCode) Valid() bool {
 	switch e {
+	case ErrorCodeCodeExpired:
+		return true
 	case ErrorCodeCrossSiteRequest:
 		return true
 	case ErrorCodeEmailConfirmationPending:
+		return true
+	case ErrorCodeEmailNotVerified:
 		return true
 	case ErrorCodeEmailRequired:
 		return true
@@ -137,7 +143,9 @@ type ConfirmPhoneChangeForm struct {
 
 // Error defines model for Error.
 type Error struct {
-	// Code The stable list of error codes.
+	// Code The stable list of error codes. A code is never renamed or removed, but
+	// new ones are added (see CHANGELOG.md): a client should treat a code it
+	// does not know by its HTTP status.
 	//
 	// | code | status | when |
 	// |---|---|---|
@@ -147,20 +155,22 @@ type Error struct {
 	// | invalid-request | 400 | the body is not JSON or breaks the schema (with a pointer to the field) |
 	// | unsupported-media-type | 415 | the request has the wrong content type |
 	// | invalid-phone-number | 422 | not a valid number by libphonenumber's metadata, or a type that cannot receive SMS |
-	// | phone-number-not-allowed | 422 | the number's region is not in the configured allow-list |
+	// | phone-number-not-allowed | 422 | the number belongs to no country (satellite and international networks such as +870, +881, +882, +883, denied by default) or its region is not in the configured allow-list |
 	// | email-required | 409 | a confirmation e-mail is needed, but no e-mail address is known for the user |
+	// | email-not-verified | 409 | a confirmation e-mail is needed, but the token's `email_verified` claim is false |
 	// | email-confirmation-pending | 409 | verify was called before the e-mail link was confirmed |
 	// | no-pending-verification | 404 | there is nothing to verify |
 	// | verification-expired | 404 | the process has passed its time limit |
 	// | invalid-code | 422 | the code is wrong; `meta.remainingAttempts` says how many tries are left |
-	// | too-many-attempts | 429 | the attempts are used up, and the pending change is cancelled |
-	// | rate-limited | 429 | too many requests or messages; `Retry-After` says when to try again |
+	// | code-expired | 422 | the code is older than its lifetime (10 minutes by default); the same PUT as before sends a new one |
+	// | too-many-attempts | 429 | the change's attempts are used up and it is cancelled, or the number has had its wrong codes for the day (10 by default, over all changes and accounts) |
+	// | rate-limited | 429 | too many requests or messages (per user, number, client network or number range); `Retry-After` says when to try again, in whole minutes |
 	// | not-found | 404 | unknown route, or (CheckUserPhone) the user has no phone number |
 	// | method-not-allowed | 405 | the path exists but not with this method |
 	// | request-too-large | 413 | the body is larger than 16 KiB |
 	// | cross-site-request | 403 | the confirmation form was posted from another site |
 	// | internal-error | 501 | something unexpected; `detail` never leaks internals |
-	// | service-unavailable | 503 | the database cannot be reached |
+	// | service-unavailable | 503 | the database cannot be reached, or the hour's SMS budget is used up for this request's network and number range |
 	Code ErrorCode `json:"code"`
 
 	// Detail What went wrong in this request and what to do.
@@ -191,7 +201,9 @@ type Error_Meta struct {
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
 
-// ErrorCode The stable list of error codes.
+// ErrorCode The stable list of error codes. A code is never renamed or removed, but
+// new ones are added (see CHANGELOG.md): a client should treat a code it
+// does not know by its HTTP status.
 //
 // | code | status | when |
 // |---|---|---|
@@ -201,20 +213,22 @@ type Error_Meta struct {
 // | invalid-request | 400 | the body is not JSON or breaks the schema (with a pointer to the field) |
 // | unsupported-media-type | 415 | the request has the wrong content type |
 // | invalid-phone-number | 422 | not a valid number by libphonenumber's metadata, or a type that cannot receive SMS |
-// | phone-number-not-allowed | 422 | the number's region is not in the configured allow-list |
+// | phone-number-not-allowed | 422 | the number belongs to no country (satellite and international networks such as +870, +881, +882, +883, denied by default) or its region is not in the configured allow-list |
 // | email-required | 409 | a confirmation e-mail is needed, but no e-mail address is known for the user |
+// | email-not-verified | 409 | a confirmation e-mail is needed, but the token's `email_verified` claim is false |
 // | email-confirmation-pending | 409 | verify was called before the e-mail link was confirmed |
 // | no-pending-verification | 404 | there is nothing to verify |
 // | verification-expired | 404 | the process has passed its time limit |
 // | invalid-code | 422 | the code is wrong; `meta.remainingAttempts` says how many tries are left |
-// | too-many-attempts | 429 | the attempts are used up, and the pending change is cancelled |
-// | rate-limited | 429 | too many requests or messages; `Retry-After` says when to try again |
+// | code-expired | 422 | the code is older than its lifetime (10 minutes by default); the same PUT as before sends a new one |
+// | too-many-attempts | 429 | the change's attempts are used up and it is cancelled, or the number has had its wrong codes for the day (10 by default, over all changes and accounts) |
+// | rate-limited | 429 | too many requests or messages (per user, number, client network or number range); `Retry-After` says when to try again, in whole minutes |
 // | not-found | 404 | unknown route, or (CheckUserPhone) the user has no phone number |
 // | method-not-allowed | 405 | the path exists but not with this method |
 // | request-too-large | 413 | the body is larger than 16 KiB |
 // | cross-site-request | 403 | the confirmation form was posted from another site |
 // | internal-error | 501 | something unexpected; `detail` never leaks internals |
-// | service-unavailable | 503 | the database cannot be reached |
+// | service-unavailable | 503 | the database cannot be reached, or the hour's SMS budget is used up for this request's network and number range |
 type ErrorCode string
 
 // ErrorDocument A JSON:API error document. Every error response uses it.

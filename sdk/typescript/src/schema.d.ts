@@ -38,6 +38,15 @@ export interface paths {
          *       and a new one starts.
          *
          *     The user's verified number stays theirs until the new one is verified.
+         *     When the number is another user's verified number, that user is told by
+         *     e-mail at once; the answer is the same as for any other number. The SMS
+         *     ends with the origin-bound code line (`@host #123456`) so that browsers
+         *     and phone keyboards offer the code to this site only.
+         *
+         *     Abuse limits answer 429 `rate-limited` (per user, per number, per client
+         *     network, per number range) or 503 `service-unavailable` (the hour's SMS
+         *     budget, which runs out for busy networks and ranges first), each with a
+         *     `Retry-After` of whole minutes; see docs/SECURITY.md.
          *     The optional `data.id` is accepted for compatibility and ignored.
          */
         put: operations["UpdateUserPhone"];
@@ -65,8 +74,14 @@ export interface paths {
          *       another user had verified the same number before, it moves to this user
          *       and the other user is told by e-mail.
          *     - Wrong code: 422 `invalid-code`, with `meta.remainingAttempts`.
+         *     - A code older than its lifetime (10 minutes by default): 422
+         *       `code-expired`; the same PUT as before sends a new code. It does not
+         *       count as an attempt.
          *     - The attempts are used up (5 by default): 429 `too-many-attempts`, and the
          *       pending change is cancelled.
+         *     - The number has had 10 wrong codes today, over all changes and accounts:
+         *       429 `too-many-attempts`; it takes no more attempts until the oldest of
+         *       them is a day old.
          */
         put: operations["VerifyUserPhone"];
         post?: never;
@@ -207,7 +222,9 @@ export interface components {
             };
         };
         /**
-         * @description The stable list of error codes.
+         * @description The stable list of error codes. A code is never renamed or removed, but
+         *     new ones are added (see CHANGELOG.md): a client should treat a code it
+         *     does not know by its HTTP status.
          *
          *     | code | status | when |
          *     |---|---|---|
@@ -217,23 +234,25 @@ export interface components {
          *     | invalid-request | 400 | the body is not JSON or breaks the schema (with a pointer to the field) |
          *     | unsupported-media-type | 415 | the request has the wrong content type |
          *     | invalid-phone-number | 422 | not a valid number by libphonenumber's metadata, or a type that cannot receive SMS |
-         *     | phone-number-not-allowed | 422 | the number's region is not in the configured allow-list |
+         *     | phone-number-not-allowed | 422 | the number belongs to no country (satellite and international networks such as +870, +881, +882, +883, denied by default) or its region is not in the configured allow-list |
          *     | email-required | 409 | a confirmation e-mail is needed, but no e-mail address is known for the user |
+         *     | email-not-verified | 409 | a confirmation e-mail is needed, but the token's `email_verified` claim is false |
          *     | email-confirmation-pending | 409 | verify was called before the e-mail link was confirmed |
          *     | no-pending-verification | 404 | there is nothing to verify |
          *     | verification-expired | 404 | the process has passed its time limit |
          *     | invalid-code | 422 | the code is wrong; `meta.remainingAttempts` says how many tries are left |
-         *     | too-many-attempts | 429 | the attempts are used up, and the pending change is cancelled |
-         *     | rate-limited | 429 | too many requests or messages; `Retry-After` says when to try again |
+         *     | code-expired | 422 | the code is older than its lifetime (10 minutes by default); the same PUT as before sends a new one |
+         *     | too-many-attempts | 429 | the change's attempts are used up and it is cancelled, or the number has had its wrong codes for the day (10 by default, over all changes and accounts) |
+         *     | rate-limited | 429 | too many requests or messages (per user, number, client network or number range); `Retry-After` says when to try again, in whole minutes |
          *     | not-found | 404 | unknown route, or (CheckUserPhone) the user has no phone number |
          *     | method-not-allowed | 405 | the path exists but not with this method |
          *     | request-too-large | 413 | the body is larger than 16 KiB |
          *     | cross-site-request | 403 | the confirmation form was posted from another site |
          *     | internal-error | 501 | something unexpected; `detail` never leaks internals |
-         *     | service-unavailable | 503 | the database cannot be reached |
+         *     | service-unavailable | 503 | the database cannot be reached, or the hour's SMS budget is used up for this request's network and number range |
          * @enum {string}
          */
-        ErrorCode: "unauthorized" | "missing-linked-identity" | "insufficient-scope" | "invalid-request" | "unsupported-media-type" | "invalid-phone-number" | "phone-number-not-allowed" | "email-required" | "email-confirmation-pending" | "no-pending-verification" | "verification-expired" | "invalid-code" | "too-many-attempts" | "rate-limited" | "not-found" | "method-not-allowed" | "request-too-large" | "cross-site-request" | "internal-error" | "service-unavailable";
+        ErrorCode: "unauthorized" | "missing-linked-identity" | "insufficient-scope" | "invalid-request" | "unsupported-media-type" | "invalid-phone-number" | "phone-number-not-allowed" | "email-required" | "email-not-verified" | "email-confirmation-pending" | "no-pending-verification" | "verification-expired" | "invalid-code" | "code-expired" | "too-many-attempts" | "rate-limited" | "not-found" | "method-not-allowed" | "request-too-large" | "cross-site-request" | "internal-error" | "service-unavailable";
     };
     responses: {
         /** @description Extension. An HTML page that tells the user the state of the change. */
@@ -378,8 +397,10 @@ export interface components {
         };
         /**
          * @description Extension. `email-required`: a confirmation e-mail is needed but no address
-         *     is known. `email-confirmation-pending`: the e-mail link has not been
-         *     confirmed yet.
+         *     is known. `email-not-verified`: a confirmation e-mail is needed but the
+         *     token's `email_verified` claim is false, so its address may not be the
+         *     user's (a token without the claim is taken as before).
+         *     `email-confirmation-pending`: the e-mail link has not been confirmed yet.
          */
         Conflict: {
             headers: {
@@ -425,8 +446,10 @@ export interface components {
             };
         };
         /**
-         * @description Extension. `invalid-phone-number`, `phone-number-not-allowed`, or
-         *     `invalid-code` with `meta.remainingAttempts`.
+         * @description Extension. `invalid-phone-number`, `phone-number-not-allowed`,
+         *     `invalid-code` with `meta.remainingAttempts`, or `code-expired`: the code
+         *     has outlived its lifetime (10 minutes by default) and the same PUT as
+         *     before sends a new one.
          */
         UnprocessableEntity: {
             headers: {
@@ -454,7 +477,9 @@ export interface components {
         };
         /**
          * @description Extension. `too-many-attempts`: the code attempts are used up and the change
-         *     is cancelled. `rate-limited`: try again after `Retry-After` seconds.
+         *     is cancelled, or the number has had its wrong codes for the day.
+         *     `rate-limited`: try again after `Retry-After` seconds, always a whole
+         *     number of minutes, so that the wait tells nothing of other users' requests.
          */
         TooManyRequests: {
             headers: {

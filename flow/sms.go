@@ -1,0 +1,203 @@
+package flow
+
+import (
+	"cmp"
+	"encoding/hex"
+	"net/netip"
+	"time"
+
+	"github.com/pace/userphone"
+	"github.com/pace/userphone/phone"
+)
+
+// smsTarget is an SMS asked for: by whom, to which number, its range, the
+// client's network, and who owns the number.
+type smsTarget struct {
+	userID, number, prefix string
+	// netHash is the keyed hash of the client's network; empty when the
+	// call came from no client (a test, a tool).
+	netHash string
+	// owner is the user who has the number verified, when that is someone
+	// other than userID.
+	owner string
+}
+
+// quietSMS is the most SMS a network or a range may have had this hour
+// and still count as quiet when the budget runs low: one, and its resend
+// would be a second.
+const quietSMS = 1
+
+// Shares of the hourly budget (Limits.SMSPerHour): past BudgetOpenShare
+// only quiet sources and known numbers get SMS, past BudgetQuietShare only
+// known numbers.
+const (
+	BudgetOpenShare  = 0.5
+	BudgetQuietShare = 0.9
+)
+
+// checkSMS decides whether an SMS for c may go out now. It locks the
+// number, its range and the client's network, so that their counts hold
+// across replicas, then applies the user's allowance for the number, the
+// network's and the range's limits and the budget. withhold is true for
+// an SMS to a number someone else owns, past the share that strangers
+// have together: the caller answers as if sent, so that no answer tells
+// whether a number is someone's, and sends nothing.
+func (s *Service) checkSMS(t *txn, c *userphone.PhoneChange) (tg smsTarget, withhold bool, err error) {
+	tg = smsTarget{userID: c.UserID, number: c.PhoneNumber, prefix: phone.Prefix(c.PhoneNumber), netHash: s.networkHash(t)}
+	if err := s.lock(t, "number:"+tg.number, "prefix:"+tg.prefix, "net:"+tg.netHash); err != nil {
+		return tg, false, err
+	}
+	l := s.cfg.Limits
+	checks := []func() error{
+		func() error {
+			return checkWindows(t, userphone.EventQuery{Kind: userphone.EventSMSSent, UserID: tg.userID, PhoneNumber: tg.number},
+				hourly(l.SMSPerNumberPerHour, "SMS to this number", LimitNumberSMS), daily(l.SMSPerNumberPerDay, "SMS to this number", LimitNumberSMS))
+		},
+		func() error {
+			if tg.netHash == "" {
+				return nil
+			}
+			return checkWindows(t, userphone.EventQuery{Kind: userphone.EventSMSSent, ClientNetHash: tg.netHash},
+				hourly(l.SMSPerNetworkPerHour, "SMS from your network", LimitNetworkSMS), daily(l.SMSPerNetworkPerDay, "SMS from your network", LimitNetworkSMS))
+		},
+		func() error {
+			return checkWindows(t, userphone.EventQuery{Kind: userphone.EventSMSSent, DestPrefix: tg.prefix},
+				hourly(l.SMSPerPrefixPerHour, "SMS to numbers of this range", LimitPrefixSMS), daily(l.SMSPerPrefixPerDay, "SMS to numbers of this range", LimitPrefixSMS))
+		},
+		func() error { return s.checkBudget(t, tg) },
+	}
+	for _, check := range checks {
+		if err := check(); err != nil {
+			return tg, false, err
+		}
+	}
+	return s.strangersShare(t, tg)
+}
+
+// strangersShare fills in the number's owner, when it is someone else,
+// and says whether the SMS that all but the owner had sent to it today
+// used up their share.
+func (s *Service) strangersShare(t *txn, tg smsTarget) (smsTarget, bool, error) {
+	owner, owned, err := t.tx.OwnerOf(t.ctx, tg.number)
+	if err != nil || !owned || owner == tg.userID {
+		return tg, false, err
+	}
+	tg.owner = owner
+	share := s.cfg.Limits.SMSToOwnedNumberPerDay
+	if share <= 0 {
+		return tg, false, nil
+	}
+	n, _, err := countSince(t, userphone.EventQuery{Kind: userphone.EventSMSSent, PhoneNumber: tg.number, NotUserID: owner}, 24*time.Hour)
+	return tg, n >= share, err
+}
+
+// checkBudget lets an SMS into the hour's budget. Half of it is open to
+// all. Past that only quiet sources (a network and a range with at most
+// quietSMS this hour) and numbers the user has verified before get SMS;
+// past BudgetQuietShare only the latter; past all of it nobody. A flood
+// from new, heavy sources is refused long before the budget is gone, and
+// one network alone cannot spend it (its own limit is far below).
+//
+// The open half is counted without a lock, and may overshoot by the SMS
+// in flight at that moment; past it, the budget's lock serialises SMS
+// across replicas, so that the shares hold exactly when it matters.
+func (s *Service) checkBudget(t *txn, tg smsTarget) error {
+	budget := s.cfg.Limits.SMSPerHour
+	if budget <= 0 {
+		return nil
+	}
+	n, _, err := countSince(t, userphone.EventQuery{Kind: userphone.EventSMSSent}, time.Hour)
+	if err != nil || float64(n) < BudgetOpenShare*float64(budget) {
+		return err
+	}
+	if err := s.lock(t, "budget"); err != nil {
+		return err
+	}
+	n, oldest, err := countSince(t, userphone.EventQuery{Kind: userphone.EventSMSSent}, time.Hour)
+	if err != nil {
+		return err
+	}
+	wait := oldest.Add(time.Hour).Sub(t.now)
+	if n >= budget {
+		s.log.Error("the global SMS budget is used up; no SMS is sent until the hour rolls on", "budget_per_hour", budget)
+		return budgetRefusal(wait)
+	}
+	if known, err := s.knownNumber(t, tg); err != nil || known {
+		return err
+	}
+	if float64(n) < BudgetQuietShare*float64(budget) {
+		quiet, err := s.quietSource(t, tg)
+		if err != nil || quiet {
+			return err
+		}
+	}
+	s.log.Warn("the global SMS budget runs low; SMS from busy sources wait", "budget_per_hour", budget, "sent_this_hour", n)
+	return budgetRefusal(wait)
+}
+
+func budgetRefusal(wait time.Duration) error {
+	return &refusal{LimitSMSBudget, &userphone.Error{
+		Code:       userphone.CodeServiceUnavailable,
+		Detail:     "SMS cannot be sent right now; try again later.",
+		RetryAfter: coarse(wait),
+	}}
+}
+
+// knownNumber reports whether the user has verified the number before.
+func (s *Service) knownNumber(t *txn, tg smsTarget) (bool, error) {
+	n, _, err := t.tx.CountEvents(t.ctx, userphone.EventQuery{Kind: userphone.EventVerified, UserID: tg.userID, PhoneNumber: tg.number})
+	return n > 0, err
+}
+
+// quietSource reports whether the client's network and the number's range
+// have had at most quietSMS this hour.
+func (s *Service) quietSource(t *txn, tg smsTarget) (bool, error) {
+	queries := []userphone.EventQuery{{Kind: userphone.EventSMSSent, DestPrefix: tg.prefix}}
+	if tg.netHash != "" {
+		queries = append(queries, userphone.EventQuery{Kind: userphone.EventSMSSent, ClientNetHash: tg.netHash})
+	}
+	for _, q := range queries {
+		n, _, err := countSince(t, q, time.Hour)
+		if err != nil || n > quietSMS {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// networkHash is the keyed hash of the request's client network: its
+// address cut to IPv4NetworkBits or IPv6NetworkBits.
+func (s *Service) networkHash(t *txn) string {
+	ip := userphone.RequestMetaFrom(t.ctx).ClientIP
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ""
+	}
+	addr = addr.Unmap()
+	l, def := s.cfg.Limits, DefaultLimits()
+	bits := cmp.Or(l.IPv6NetworkBits, def.IPv6NetworkBits)
+	if addr.Is4() {
+		bits = cmp.Or(l.IPv4NetworkBits, def.IPv4NetworkBits)
+	}
+	network, err := addr.Prefix(bits)
+	if err != nil {
+		return ""
+	}
+	return hex.EncodeToString(s.mac("client-net", network.String())[:16])
+}
+
+// lock takes the keys' locks in the order given (empty ones are skipped:
+// "net:" without a network), then reads the clock again, so that a window
+// never counts the wait for a racing request's lock against the user.
+func (s *Service) lock(t *txn, keys ...string) error {
+	for _, k := range keys {
+		if k[len(k)-1] == ':' {
+			continue
+		}
+		if err := t.tx.Lock(t.ctx, k); err != nil {
+			return err
+		}
+	}
+	t.now = s.clock()
+	return nil
+}
