@@ -154,8 +154,12 @@ func Open(cfg Config) (*Store, error) {
 // on writes, a busy timeout so writers queue instead of failing, and
 // immediate transactions so a transaction takes the write lock at BEGIN and
 // cannot deadlock upgrading a read lock later.
+// sqliteDSN is the driver's URI for the file at path. The path is
+// escaped: a "?" or "#" in a directory name would otherwise end it, and
+// the database would be another file.
 func sqliteDSN(path string) string {
-	return "file:" + path + "?_txlock=immediate" +
+	escaped := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+	return "file:" + escaped + "?_txlock=immediate" +
 		"&_pragma=journal_mode(WAL)" +
 		"&_pragma=busy_timeout(10000)" +
 		"&_pragma=foreign_keys(1)" +

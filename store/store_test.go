@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -328,4 +330,21 @@ func TestPhoneOfReadsTheUserAndTheOpenChange(t *testing.T) {
 			t.Fatalf("a user with only a closed change: found %v, open %v, err %v", found, got, err)
 		}
 	})
+}
+
+// A data directory whose name holds "#" or "?" (which end a URI's path)
+// keeps its database inside it.
+func TestTheSQLiteFileStaysInADataDirWithURICharacters(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a#b?c%d")
+	st, err := store.Open(store.Config{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "userphone.db")); err != nil {
+		t.Fatalf("the database is not in the data directory: %v", err)
+	}
 }
