@@ -16,7 +16,6 @@ const (
 	// EventSMSWithheld: a code for a number another user has verified,
 	// past the small allowance strangers share; it is not sent.
 	EventSMSWithheld    EventKind = "sms-withheld"
-	EventOwnerNotified  EventKind = "owner-notified" // queued for delivery
 	EventVerifyFailed   EventKind = "verify-failed"
 	EventVerified       EventKind = "verified"
 	EventExpired        EventKind = "expired"
@@ -47,7 +46,8 @@ type Event struct {
 
 // EventQuery selects events for the limits; empty fields match all.
 type EventQuery struct {
-	Kind        EventKind
+	// Kinds are the kinds to count; at least one.
+	Kinds       []EventKind
 	UserID      string
 	PhoneNumber string
 	// NotUserID leaves out one user's events: the others' count.

@@ -81,8 +81,8 @@ func TestStrangersShareASmallAllowanceForAnOwnedNumber(t *testing.T) {
 		if n := len(r.messagesTo(numberA)); n != 1+2 {
 			t.Fatalf("%d SMS to the owner's number, want the owner's own and 2 from strangers", n)
 		}
-		if m := r.messagesTo("owner@example.com"); len(m) != 2 || m[0].Kind != flow.KindNumberRequested {
-			t.Fatalf("the owner must hear of the strangers' requests, at most 2 a day: %+v", m)
+		if m := r.messagesTo("owner@example.com"); len(m) != 3 || m[0].Kind != flow.KindNumberRequested {
+			t.Fatalf("the owner must hear of the strangers' requests, at most 3 a day: %+v", m)
 		}
 		if !r.trailHas("stranger4", userphone.EventSMSWithheld) {
 			t.Fatal("the withheld code is not in the trail")
@@ -231,20 +231,20 @@ func TestRacingResendsWithoutACooldownAreAllAnswered(t *testing.T) {
 // an SMS.
 func TestTheBudgetDegradesInsteadOfFailing(t *testing.T) {
 	forEachDialect(t, rigOptions{limits: flow.Limits{SMSPerHour: 10}}, func(t *testing.T, r *rig) {
-		// A returning user verified numberB before; it has since gone to
+		// A returning user verified numberB yesterday; it has since gone to
 		// another account.
 		back := user("back", "")
 		r.verifyNumber(back, numberB)
 		r.verifyNumber(user("next", ""), numberB)
-		r.clock.Advance(time.Minute)
-		// One busy network fills the open half (with the first two SMS: 5).
-		for i := range 3 {
+		r.clock.Advance(25 * time.Hour)
+		// One busy network fills the open half: 5.
+		for i := range 5 {
 			if _, _, err := r.svc.RequestChange(from("198.51.100.1"), user(fmt.Sprint("busy", i), ""), testenv.MobileNumber(i)); err != nil {
 				t.Fatal(err)
 			}
 		}
-		_, _, err := r.svc.RequestChange(from("198.51.100.1"), user("busy3", ""), testenv.MobileNumber(3))
-		r.wantLimited(err, userphone.CodeServiceUnavailable, 5)
+		_, _, err := r.svc.RequestChange(from("198.51.100.1"), user("busy5", ""), testenv.MobileNumber(5))
+		r.wantLimited(err, userphone.CodeServiceUnavailable, 2+5)
 		// A quiet network, to a quiet range, still gets through: 6..9.
 		for i := range 4 {
 			if _, _, err := r.svc.RequestChange(from(fmt.Sprintf("203.0.%d.1", i)), user(fmt.Sprint("quiet", i), ""), testenv.MobileNumber(100+i)); err != nil {
@@ -267,4 +267,77 @@ func TestTheBudgetDegradesInsteadOfFailing(t *testing.T) {
 			t.Fatal("the spent budget was not logged")
 		}
 	})
+}
+
+// A withheld code counts wherever a sent one does (the user's allowance,
+// the network, the range, the budget), so that no later answer tells an
+// owned number from a free one. Found by attacking the first version.
+func TestNoLaterAnswerTellsAnOwnedNumberFromAFreeOne(t *testing.T) {
+	probe := func(t *testing.T, owned bool) string {
+		r := newRig(t, store.Postgres, rigOptions{limits: flow.Limits{SMSToOwnedNumberPerDay: 3, SMSPerNumberPerHour: 3, SMSPerNetworkPerHour: 4}})
+		if owned {
+			r.verifyNumber(user("owner", "owner@example.com"), numberA)
+		}
+		for i := range 3 { // the strangers' share, if owned
+			if _, _, err := r.svc.RequestChange(from(fmt.Sprintf("198.51.%d.1", i)), user(fmt.Sprint("burn", i), ""), numberA); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var answers []string
+		spy := user("spy", "")
+		for range 4 { // the spy's allowance for the number, then the network's
+			r.clock.Advance(61 * time.Second)
+			_, _, err := r.svc.RequestChange(from("203.0.113.1"), spy, numberA)
+			answers = append(answers, string(userphone.ErrorCodeOf(err)))
+		}
+		_, _, err := r.svc.RequestChange(from("203.0.113.1"), user("spy2", ""), testenv.MobileNumber(7))
+		return fmt.Sprint(answers, userphone.ErrorCodeOf(err))
+	}
+	if free, owned := probe(t, false), probe(t, true); free != owned {
+		t.Fatalf("the answers differ: free number %v, owned number %v", free, owned)
+	}
+}
+
+// The owner hears of at most three requests a day, whatever the strangers'
+// share of SMS, even with it turned off.
+func TestTheOwnersNoticesAreBoundedWithTheShareOff(t *testing.T) {
+	r := newRig(t, store.Postgres, rigOptions{})
+	r.verifyNumber(user("owner", "owner@example.com"), numberA)
+	for i := range 10 {
+		r.request(user(fmt.Sprint("stranger", i), ""), numberA)
+	}
+	if m := r.messagesTo("owner@example.com"); len(m) != 3 {
+		t.Fatalf("%d notices to the owner, want 3", len(m))
+	}
+}
+
+// A 6to4 address is its IPv4 network: five of them from one /24 are one
+// network, not five /48s.
+func Test6to4AddressesAreTheirIPv4Network(t *testing.T) {
+	r := newRig(t, store.SQLite, rigOptions{limits: flow.Limits{SMSPerNetworkPerHour: 1}})
+	if _, _, err := r.svc.RequestChange(from("2002:c633:6401::1"), user("a", ""), testenv.MobileNumber(1)); err != nil {
+		t.Fatal(err) // 198.51.100.1
+	}
+	for i, ip := range []string{"2002:c633:6402::1", "198.51.100.77", "::ffff:198.51.100.9"} {
+		_, _, err := r.svc.RequestChange(from(ip), user(fmt.Sprint("b", i), ""), testenv.MobileNumber(2+i))
+		wantRefusal(t, err, userphone.CodeRateLimited)
+	}
+}
+
+// A number counts as the user's own, when the budget runs low, only once
+// they verified it a day ago: a pumper verifying the numbers it is paid
+// for must wait.
+func TestANumberVerifiedTodayIsNotYetKnown(t *testing.T) {
+	r := newRig(t, store.SQLite, rigOptions{limits: flow.Limits{SMSPerHour: 10}})
+	pumper := user("pumper", "")
+	r.verifyNumber(pumper, numberB)
+	r.verifyNumber(user("other", ""), numberB) // it moves on
+	for i := range 7 {
+		if _, _, err := r.svc.RequestChange(from(fmt.Sprintf("203.0.%d.1", i)), user(fmt.Sprint("q", i), ""), testenv.MobileNumber(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 9 of 10 sent: only known numbers now.
+	_, _, err := r.svc.RequestChange(from("203.0.99.1"), pumper, numberB)
+	wantRefusal(t, err, userphone.CodeServiceUnavailable)
 }

@@ -114,7 +114,7 @@ func (s *Service) startChange(t *txn, user userphone.User, open *userphone.Phone
 	if err := s.record(t, userphone.EventRequested, c, ""); err != nil {
 		return userphone.Phone{}, false, err
 	}
-	if err := s.tellOwnerOfRequest(t, c); err != nil {
+	if err := s.queueOwnerNotice(t, c); err != nil {
 		return userphone.Phone{}, false, err
 	}
 	var err error

@@ -231,7 +231,7 @@ func countSince(t *txn, q userphone.EventQuery, span time.Duration) (int, time.T
 // checkUserLimits bounds how often one user may ask for messages.
 func (s *Service) checkUserLimits(t *txn, userID string) error {
 	l := s.cfg.Limits
-	return checkWindows(t, userphone.EventQuery{Kind: userphone.EventRequested, UserID: userID},
+	return checkWindows(t, userphone.EventQuery{Kinds: []userphone.EventKind{userphone.EventRequested}, UserID: userID},
 		hourly(l.ChangesPerHour, "phone number change requests", LimitUserChanges),
 		daily(l.ChangesPerDay, "phone number change requests", LimitUserChanges))
 }

@@ -22,6 +22,11 @@ type smsTarget struct {
 	owner string
 }
 
+// smsEvents are what the SMS limits count: sent codes and withheld ones
+// alike, so that no count tells a withheld code (and so an owned number)
+// from a sent one.
+var smsEvents = []userphone.EventKind{userphone.EventSMSSent, userphone.EventSMSWithheld}
+
 // quietSMS is the most SMS a network or a range may have had this hour
 // and still count as quiet when the budget runs low: one, and its resend
 // would be a second.
@@ -50,18 +55,18 @@ func (s *Service) checkSMS(t *txn, c *userphone.PhoneChange) (tg smsTarget, with
 	l := s.cfg.Limits
 	checks := []func() error{
 		func() error {
-			return checkWindows(t, userphone.EventQuery{Kind: userphone.EventSMSSent, UserID: tg.userID, PhoneNumber: tg.number},
+			return checkWindows(t, userphone.EventQuery{Kinds: smsEvents, UserID: tg.userID, PhoneNumber: tg.number},
 				hourly(l.SMSPerNumberPerHour, "SMS to this number", LimitNumberSMS), daily(l.SMSPerNumberPerDay, "SMS to this number", LimitNumberSMS))
 		},
 		func() error {
 			if tg.netHash == "" {
 				return nil
 			}
-			return checkWindows(t, userphone.EventQuery{Kind: userphone.EventSMSSent, ClientNetHash: tg.netHash},
+			return checkWindows(t, userphone.EventQuery{Kinds: smsEvents, ClientNetHash: tg.netHash},
 				hourly(l.SMSPerNetworkPerHour, "SMS from your network", LimitNetworkSMS), daily(l.SMSPerNetworkPerDay, "SMS from your network", LimitNetworkSMS))
 		},
 		func() error {
-			return checkWindows(t, userphone.EventQuery{Kind: userphone.EventSMSSent, DestPrefix: tg.prefix},
+			return checkWindows(t, userphone.EventQuery{Kinds: smsEvents, DestPrefix: tg.prefix},
 				hourly(l.SMSPerPrefixPerHour, "SMS to numbers of this range", LimitPrefixSMS), daily(l.SMSPerPrefixPerDay, "SMS to numbers of this range", LimitPrefixSMS))
 		},
 		func() error { return s.checkBudget(t, tg) },
@@ -77,18 +82,25 @@ func (s *Service) checkSMS(t *txn, c *userphone.PhoneChange) (tg smsTarget, with
 // strangersShare fills in the number's owner, when it is someone else,
 // and says whether the SMS that all but the owner had sent to it today
 // used up their share.
+//
+// It runs the same statements for a free number as for an owned one, so
+// that its time tells nothing either.
 func (s *Service) strangersShare(t *txn, tg smsTarget) (smsTarget, bool, error) {
 	owner, owned, err := t.tx.OwnerOf(t.ctx, tg.number)
-	if err != nil || !owned || owner == tg.userID {
+	if err != nil {
+		return tg, false, err
+	}
+	owned = owned && owner != tg.userID
+	if !owned {
+		owner = tg.userID
+	}
+	n, _, err := countSince(t, userphone.EventQuery{Kinds: smsEvents, PhoneNumber: tg.number, NotUserID: owner}, 24*time.Hour)
+	if err != nil || !owned {
 		return tg, false, err
 	}
 	tg.owner = owner
 	share := s.cfg.Limits.SMSToOwnedNumberPerDay
-	if share <= 0 {
-		return tg, false, nil
-	}
-	n, _, err := countSince(t, userphone.EventQuery{Kind: userphone.EventSMSSent, PhoneNumber: tg.number, NotUserID: owner}, 24*time.Hour)
-	return tg, n >= share, err
+	return tg, share > 0 && n >= share, nil
 }
 
 // checkBudget lets an SMS into the hour's budget. Half of it is open to
@@ -106,14 +118,14 @@ func (s *Service) checkBudget(t *txn, tg smsTarget) error {
 	if budget <= 0 {
 		return nil
 	}
-	n, _, err := countSince(t, userphone.EventQuery{Kind: userphone.EventSMSSent}, time.Hour)
+	n, _, err := countSince(t, userphone.EventQuery{Kinds: []userphone.EventKind{userphone.EventSMSSent}}, time.Hour)
 	if err != nil || float64(n) < BudgetOpenShare*float64(budget) {
 		return err
 	}
 	if err := s.lock(t, "budget"); err != nil {
 		return err
 	}
-	n, oldest, err := countSince(t, userphone.EventQuery{Kind: userphone.EventSMSSent}, time.Hour)
+	n, oldest, err := countSince(t, userphone.EventQuery{Kinds: []userphone.EventKind{userphone.EventSMSSent}}, time.Hour)
 	if err != nil {
 		return err
 	}
@@ -143,18 +155,26 @@ func budgetRefusal(wait time.Duration) error {
 	}}
 }
 
-// knownNumber reports whether the user has verified the number before.
+// knownAfter is how long ago a user must have verified a number for it to
+// count as theirs when the budget runs low: a pumper who verifies the
+// numbers it is paid for, to be let through later, must wait a day and
+// still meets the network and range limits.
+const knownAfter = 24 * time.Hour
+
+// knownNumber reports whether the user verified the number before, at
+// least knownAfter ago.
 func (s *Service) knownNumber(t *txn, tg smsTarget) (bool, error) {
-	n, _, err := t.tx.CountEvents(t.ctx, userphone.EventQuery{Kind: userphone.EventVerified, UserID: tg.userID, PhoneNumber: tg.number})
-	return n > 0, err
+	q := userphone.EventQuery{Kinds: []userphone.EventKind{userphone.EventVerified}, UserID: tg.userID, PhoneNumber: tg.number}
+	n, oldest, err := countSince(t, q, 10*365*24*time.Hour)
+	return n > 0 && !oldest.After(t.now.Add(-knownAfter)), err
 }
 
 // quietSource reports whether the client's network and the number's range
 // have had at most quietSMS this hour.
 func (s *Service) quietSource(t *txn, tg smsTarget) (bool, error) {
-	queries := []userphone.EventQuery{{Kind: userphone.EventSMSSent, DestPrefix: tg.prefix}}
+	queries := []userphone.EventQuery{{Kinds: smsEvents, DestPrefix: tg.prefix}}
 	if tg.netHash != "" {
-		queries = append(queries, userphone.EventQuery{Kind: userphone.EventSMSSent, ClientNetHash: tg.netHash})
+		queries = append(queries, userphone.EventQuery{Kinds: smsEvents, ClientNetHash: tg.netHash})
 	}
 	for _, q := range queries {
 		n, _, err := countSince(t, q, time.Hour)
@@ -166,14 +186,29 @@ func (s *Service) quietSource(t *txn, tg smsTarget) (bool, error) {
 }
 
 // networkHash is the keyed hash of the request's client network: its
-// address cut to IPv4NetworkBits or IPv6NetworkBits.
+// address cut to IPv4NetworkBits or IPv6NetworkBits. A 6to4 address
+// (2002::/16) is its embedded IPv4 address, so that one IPv4 network is
+// not many /48s. A request whose client address does not parse is of one
+// network, "unknown", rather than of none; a call that came from no
+// client (a tool, a test) is of none.
 func (s *Service) networkHash(t *txn) string {
-	ip := userphone.RequestMetaFrom(t.ctx).ClientIP
-	addr, err := netip.ParseAddr(ip)
-	if err != nil {
+	meta := userphone.RequestMetaFrom(t.ctx)
+	if meta.ClientIP == "" && meta.ID == "" {
 		return ""
 	}
-	addr = addr.Unmap()
+	network := "unknown"
+	if addr, err := netip.ParseAddr(meta.ClientIP); err == nil {
+		network = s.networkOf(addr)
+	}
+	return hex.EncodeToString(s.mac("client-net", network)[:16])
+}
+
+// networkOf is the prefix that names addr's network.
+func (s *Service) networkOf(addr netip.Addr) string {
+	addr = addr.Unmap().WithZone("")
+	if b := addr.As16(); addr.Is6() && b[0] == 0x20 && b[1] == 0x02 {
+		addr = netip.AddrFrom4([4]byte{b[2], b[3], b[4], b[5]}) // 6to4
+	}
 	l, def := s.cfg.Limits, DefaultLimits()
 	bits := cmp.Or(l.IPv6NetworkBits, def.IPv6NetworkBits)
 	if addr.Is4() {
@@ -181,9 +216,9 @@ func (s *Service) networkHash(t *txn) string {
 	}
 	network, err := addr.Prefix(bits)
 	if err != nil {
-		return ""
+		return "unknown"
 	}
-	return hex.EncodeToString(s.mac("client-net", network.String())[:16])
+	return network.String()
 }
 
 // lock takes the keys' locks in the order given (empty ones are skipped:

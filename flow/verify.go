@@ -160,7 +160,7 @@ func (s *Service) checkGuesses(t *txn, number string) error {
 	if err := s.lock(t, "number:"+number); err != nil {
 		return err
 	}
-	n, oldest, err := countSince(t, userphone.EventQuery{Kind: userphone.EventVerifyFailed, PhoneNumber: number}, 24*time.Hour)
+	n, oldest, err := countSince(t, userphone.EventQuery{Kinds: []userphone.EventKind{userphone.EventVerifyFailed}, PhoneNumber: number}, 24*time.Hour)
 	if err != nil || n < cap {
 		return err
 	}

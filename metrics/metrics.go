@@ -60,7 +60,6 @@ var eventNames = map[userphone.EventKind]string{
 	userphone.EventEmailConfirmed: "email_confirmed",
 	userphone.EventSMSSent:        "sms_sent",
 	userphone.EventSMSWithheld:    "sms_withheld",
-	userphone.EventOwnerNotified:  "owner_notified",
 	userphone.EventVerified:       "verified",
 	userphone.EventVerifyFailed:   "wrong_code",
 	userphone.EventExpired:        "expired",

@@ -118,7 +118,6 @@ func TestTheMetricsAfterAWholeFlow(t *testing.T) {
 				"verified":         3,
 				"wrong_code":       1,
 				"moved_away":       1,
-				"owner_notified":   1,
 				"rate_limited":     2,
 				"cancelled":        1, // bob's A, superseded
 				"expired":          1,

@@ -14,7 +14,11 @@ func (t *tx) AddEvent(ctx context.Context, e userphone.Event) error {
 }
 
 func (t *tx) CountEvents(ctx context.Context, q userphone.EventQuery) (int, time.Time, error) {
-	db := t.db.WithContext(ctx).Model(&eventRow{}).Where("kind = ? AND at > ?", string(q.Kind), dbTime(q.Since))
+	kinds := make([]string, len(q.Kinds))
+	for i, k := range q.Kinds {
+		kinds[i] = string(k)
+	}
+	db := t.db.WithContext(ctx).Model(&eventRow{}).Where("kind IN ? AND at > ?", kinds, dbTime(q.Since))
 	if q.UserID != "" {
 		db = db.Where("user_id = ?", q.UserID)
 	}

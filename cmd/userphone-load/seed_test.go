@@ -100,7 +100,7 @@ func checkSeeded(t *testing.T, st *store.Store) {
 		if byToken, err := tx.ChangeByEmailToken(ctx, c.EmailTokenHash); err != nil || byToken == nil || byToken.ID != c.ID {
 			t.Errorf("by e-mail token: %+v, %v", byToken, err)
 		}
-		n, _, err := tx.CountEvents(ctx, userphone.EventQuery{Kind: userphone.EventRequested, UserID: open.UserID, Since: now.Add(-30 * 24 * time.Hour)})
+		n, _, err := tx.CountEvents(ctx, userphone.EventQuery{Kinds: []userphone.EventKind{userphone.EventRequested}, UserID: open.UserID, Since: now.Add(-30 * 24 * time.Hour)})
 		if err != nil || n == 0 {
 			t.Errorf("requested events of %s: %d, %v", open.UserID, n, err)
 		}
