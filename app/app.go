@@ -7,6 +7,8 @@ package app
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -30,7 +32,8 @@ type Config struct {
 	// Flow's ConfirmURL is derived from PublicURL when empty, and its
 	// Observer is the metrics when there are any.
 	Flow flow.Config
-	// HTTP's Flow, Verifier, Log, Ready and Observer are set by New.
+	// HTTP's Flow, Verifier, Log, Ready, Observer and PublicURL are set
+	// by New.
 	HTTP server.Config
 	// PublicURL is where clients reach the service: the base of the link
 	// in the confirmation e-mail.
@@ -76,6 +79,8 @@ type App struct {
 	Flow    *flow.Service
 	Handler http.Handler
 	sender  userphone.Sender
+	// secretFingerprint names the flow's secret (flow.SecretFingerprint).
+	secretFingerprint string
 }
 
 // New assembles the service without touching the database: Store.Ping or
@@ -87,7 +92,7 @@ func New(cfg Config, parts Parts) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{Store: st, sender: parts.Sender}
+	a := &App{Store: st, sender: parts.Sender, secretFingerprint: flow.SecretFingerprint(cfg.Flow.Secret)}
 	if err := a.assemble(cfg, parts, log); err != nil {
 		st.Close()
 		return nil, err
@@ -115,7 +120,7 @@ func (a *App) assemble(cfg Config, parts Parts, log *slog.Logger) error {
 	if a.Flow, err = flow.New(flowStore, a.Queue, cfg.Flow, log, parts.Clock); err != nil {
 		return err
 	}
-	cfg.HTTP.Flow, cfg.HTTP.Verifier, cfg.HTTP.Log = a.Flow, parts.Verifier, log
+	cfg.HTTP.Flow, cfg.HTTP.Verifier, cfg.HTTP.Log, cfg.HTTP.PublicURL = a.Flow, parts.Verifier, log, cfg.PublicURL
 	cfg.HTTP.Ready = a.readiness(parts.Verifier)
 	a.Handler, err = server.New(cfg.HTTP)
 	return err
@@ -157,6 +162,31 @@ func migrateStoreAndQueue(ctx context.Context, st *store.Store, q *jobs.Queue) e
 		return err
 	}
 	return q.Migrate(ctx)
+}
+
+// ErrSecretMismatch: the database was set up with another secret.
+var ErrSecretMismatch = errors.New("the secret differs from the one this database was set up with")
+
+// ClaimSecret records the fingerprint of the flow's secret in the database
+// on the first start, and refuses a secret that differs from the recorded
+// one: replicas with different secrets would each refuse the codes and
+// links that the others send. Call it after Migrate.
+func (a *App) ClaimSecret(ctx context.Context) error {
+	recorded, err := a.Store.ClaimSecretFingerprint(ctx, a.secretFingerprint)
+	if err != nil {
+		return fmt.Errorf("read the secret's fingerprint: %w", err)
+	}
+	if recorded != a.secretFingerprint {
+		return ErrSecretMismatch
+	}
+	return nil
+}
+
+// RotateSecret records the fingerprint of this secret in place of the old
+// one. Replicas still running with the old secret keep running; stop them
+// first (docs/OPERATIONS.md).
+func (a *App) RotateSecret(ctx context.Context) error {
+	return a.Store.ReplaceSecretFingerprint(ctx, a.secretFingerprint)
 }
 
 // Start starts the delivery workers, unless the queue is API-only. They

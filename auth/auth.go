@@ -212,20 +212,7 @@ type tokenVerifier struct {
 
 func (v *tokenVerifier) Verify(ctx context.Context, rawToken string) (userphone.Identity, error) {
 	id, err := v.verify(ctx, rawToken)
-	if err == nil {
-		return id, nil
-	}
-	r, ok := err.(*rejection)
-	if !ok { // not reached: verify returns only rejections
-		r = &rejection{public: errInvalid, reason: "internal: " + err.Error()}
-	}
-	if v.log.Enabled(ctx, slog.LevelDebug) {
-		attrs := append([]slog.Attr{slog.String("reason", r.reason)}, r.attrs...)
-		v.log.LogAttrs(ctx, slog.LevelDebug, "token rejected", attrs...)
-	}
-	// A copy, so that no caller can change the detail others see.
-	public := *r.public
-	return userphone.Identity{}, &public
+	return id, publicRefusal(ctx, v.log, err)
 }
 
 // verify returns the identity or a *rejection. Library errors are dropped

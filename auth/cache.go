@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"sync"
@@ -38,11 +39,25 @@ func Cached(v Verifier, ttl time.Duration, size int, clock func() time.Time) Ver
 	return &cachedVerifier{next: v, ttl: ttl, size: size, clock: clock, entries: map[[32]byte]cacheEntry{}}
 }
 
+// CachedIntrospection wraps an Introspector: an active answer is trusted
+// for at most ttl (0: DefaultIntrospectionCache), never past the token's
+// exp, and a refusal is kept briefly, so that a client retrying a dead
+// token does not ask the issuer each time. An issuer that cannot be asked
+// is never cached.
+func CachedIntrospection(v Verifier, ttl time.Duration, clock func() time.Time) Verifier {
+	c := Cached(v, cmp.Or(ttl, DefaultIntrospectionCache), 0, clock).(*cachedVerifier)
+	c.refusalTTL = refusalCache
+	return c
+}
+
 type cachedVerifier struct {
 	next  Verifier
 	ttl   time.Duration
 	size  int
 	clock func() time.Time
+	// refusalTTL is how long a refused token stays refused; 0 keeps
+	// refusals out of the cache.
+	refusalTTL time.Duration
 
 	mu      sync.RWMutex
 	entries map[[32]byte]cacheEntry
@@ -50,6 +65,7 @@ type cachedVerifier struct {
 
 type cacheEntry struct {
 	id    userphone.Identity
+	err   error // a refusal (unauthorized), when refusals are kept
 	until time.Time
 }
 
@@ -63,10 +79,13 @@ func (c *cachedVerifier) Verify(ctx context.Context, rawToken string) (userphone
 	e, ok := c.entries[key]
 	c.mu.RUnlock()
 	if ok && now.Before(e.until) {
-		return e.id, nil
+		return e.id, e.err
 	}
 	id, err := c.next.Verify(ctx, rawToken)
 	if err != nil {
+		if c.refusalTTL > 0 && userphone.ErrorCodeOf(err) == userphone.CodeUnauthorized {
+			c.store(key, cacheEntry{err: err, until: now.Add(c.refusalTTL)}, now)
+		}
 		return id, err
 	}
 	// Trust it until it expires (without the clock-drift leeway), or ttl.

@@ -82,11 +82,13 @@ type OIDC struct {
 	keys         atomic.Pointer[keySet]
 	running      atomic.Bool
 
-	mu          sync.Mutex // guards the fields below
-	jwksURI     string
-	lastErr     error         // why the last load failed; nil after a success
-	refetching  chan struct{} // closed when the refetch in flight ends
-	lastRefetch time.Time     // start of the last unknown-kid refetch
+	mu      sync.Mutex // guards the fields below
+	jwksURI string
+	// introspectionEndpoint is the discovery document's, if it has one.
+	introspectionEndpoint string
+	lastErr               error         // why the last load failed; nil after a success
+	refetching            chan struct{} // closed when the refetch in flight ends
+	lastRefetch           time.Time     // start of the last unknown-kid refetch
 }
 
 // NewOIDC checks cfg and returns a verifier without keys; it does no I/O.
@@ -249,40 +251,57 @@ func (o *OIDC) Run(ctx context.Context) {
 
 // load fetches the discovery document, then the keys it points to.
 func (o *OIDC) load(ctx context.Context) error {
-	uri, err := o.discover(ctx)
+	doc, err := o.discover(ctx)
 	if err != nil {
 		return err
 	}
 	o.mu.Lock()
-	o.jwksURI = uri
+	o.jwksURI, o.introspectionEndpoint = doc.JWKSURI, doc.IntrospectionEndpoint
 	o.mu.Unlock()
-	return o.fetchKeys(ctx, uri)
+	return o.fetchKeys(ctx, doc.JWKSURI)
 }
 
-func (o *OIDC) discover(ctx context.Context) (string, error) {
+// IntrospectionEndpoint is the discovery document's introspection
+// endpoint (RFC 8414), once it is loaded; empty when it names none.
+func (o *OIDC) IntrospectionEndpoint() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.introspectionEndpoint
+}
+
+// discoveryDoc is what the service reads of the discovery document.
+type discoveryDoc struct {
+	Issuer                string `json:"issuer"`
+	JWKSURI               string `json:"jwks_uri"`
+	IntrospectionEndpoint string `json:"introspection_endpoint"`
+}
+
+func (o *OIDC) discover(ctx context.Context) (discoveryDoc, error) {
+	var doc discoveryDoc
 	body, err := o.get(ctx, o.discoveryURL)
 	if err != nil {
-		return "", fmt.Errorf("discovery: %w", err)
-	}
-	var doc struct {
-		Issuer  string `json:"issuer"`
-		JWKSURI string `json:"jwks_uri"`
+		return doc, fmt.Errorf("discovery: %w", err)
 	}
 	if err := json.Unmarshal(body, &doc); err != nil {
-		return "", fmt.Errorf("discovery: %s is not a JSON object", o.discoveryURL)
+		return doc, fmt.Errorf("discovery: %s is not a JSON object", o.discoveryURL)
 	}
 	if doc.Issuer != o.cfg.Issuer {
-		return "", fmt.Errorf("%w: %s names issuer %s, configured is %s",
+		return doc, fmt.Errorf("%w: %s names issuer %s, configured is %s",
 			errIssuerMismatch, o.discoveryURL, clip(doc.Issuer), o.cfg.Issuer)
 	}
 	u, err := url.Parse(doc.JWKSURI)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return "", fmt.Errorf("discovery: %s has no usable jwks_uri (%s)", o.discoveryURL, clip(doc.JWKSURI))
+		return doc, fmt.Errorf("discovery: %s has no usable jwks_uri (%s)", o.discoveryURL, clip(doc.JWKSURI))
 	}
 	if strings.HasPrefix(o.cfg.Issuer, "https:") && u.Scheme != "https" {
-		return "", fmt.Errorf("discovery: %s gives a jwks_uri without https (%s)", o.discoveryURL, clip(doc.JWKSURI))
+		return doc, fmt.Errorf("discovery: %s gives a jwks_uri without https (%s)", o.discoveryURL, clip(doc.JWKSURI))
 	}
-	return doc.JWKSURI, nil
+	if doc.IntrospectionEndpoint != "" && CheckIssuerURL(doc.IntrospectionEndpoint) != nil {
+		o.log.Warn("the discovery document's introspection_endpoint is neither https nor on a loopback address; it is not used",
+			"introspection_endpoint", clip(doc.IntrospectionEndpoint))
+		doc.IntrospectionEndpoint = ""
+	}
+	return doc, nil
 }
 
 // clip shortens a value from the issuer for an error message.

@@ -106,6 +106,8 @@ func TestFaults(t *testing.T) {
 		// 30 s until the leader's rescuer looks.
 		"USERPHONE_DELIVERY_RESCUE_AFTER=21s",
 		"USERPHONE_LIMITS=off",
+		// Dev sign-in on PostgreSQL, on purpose: the suite mints its tokens.
+		"USERPHONE_DEV=1",
 	)
 	for i, addr := range addrs {
 		r := startReplica(t, bin, fmt.Sprintf("replica-%d", i+1), addr, envs)

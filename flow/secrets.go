@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 )
@@ -48,4 +49,13 @@ func (s *Service) smsCode(changeID string, n int) string {
 // emailToken is the 256-bit link token of the change's n-th message.
 func (s *Service) emailToken(changeID string, n int) string {
 	return base64.RawURLEncoding.EncodeToString(s.mac("email-token-value", changeID, strconv.Itoa(n)))
+}
+
+// SecretFingerprint names a secret without revealing it: an HMAC of a
+// fixed label under the secret. Replicas compare fingerprints to agree on
+// one secret.
+func SecretFingerprint(secret []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("userphone secret fingerprint"))
+	return hex.EncodeToString(m.Sum(nil)[:16])
 }

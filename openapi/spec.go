@@ -5,9 +5,12 @@
 package openapi
 
 import (
+	"bytes"
 	_ "embed"
 	"fmt"
+	"net/http"
 	"net/url"
+	"strconv"
 
 	"github.com/getkin/kin-openapi/openapi3"
 )
@@ -70,4 +73,39 @@ func PathOf(doc *openapi3.T, operationID string) string {
 		}
 	}
 	panic("openapi: the spec has no operation " + operationID)
+}
+
+// Routable is r as a router of the spec must see it: by its decoded path,
+// as gin routes it. A path with a needless escape ("/user/%70hone") keeps
+// its raw form in URL.RawPath, which kin-openapi's router matches instead,
+// and would miss the operation that gin found.
+func Routable(r *http.Request) *http.Request {
+	if r.URL.RawPath == "" {
+		return r
+	}
+	u := *r.URL
+	u.RawPath = ""
+	r2 := *r
+	r2.URL = &u
+	return &r2
+}
+
+// ServedBy is the spec as an instance serves it: with the instance's own
+// API base URL as the first server, so that the reference page (/docs)
+// and tools that take the first server try requests against this instance,
+// not PACE production. An empty base serves the spec as it is.
+func ServedBy(base string) []byte {
+	if base == "" {
+		return Spec
+	}
+	const servers = "\nservers:\n"
+	i := bytes.Index(Spec, []byte(servers))
+	if i < 0 {
+		panic("openapi: the spec has no top-level servers list")
+	}
+	entry := "  - url: " + strconv.Quote(base) + "\n    description: This instance\n"
+	out := make([]byte, 0, len(Spec)+len(entry))
+	out = append(out, Spec[:i+len(servers)]...)
+	out = append(out, entry...)
+	return append(out, Spec[i+len(servers):]...)
 }

@@ -176,6 +176,15 @@ func TestAPIReferenceInABrowser(t *testing.T) {
 	if spec := specDoc(t); !strings.Contains(title, spec.Info.Title) {
 		t.Errorf("the title shows %q, want the spec's %q", title, spec.Info.Title)
 	}
+	// "Try it out" sends requests to the server chosen in the list: this
+	// instance, not PACE production.
+	server, err := chromedp.Run(tab, chromedp.Evaluate[string](`document.querySelector("#swagger-ui .servers select")?.value ?? ""`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := h.srv.URL + openapi.BasePath; server != want {
+		t.Errorf("the reference tries requests against %q, want this instance, %q", server, want)
+	}
 	saveScreenshot(t, tab, "docs")
 
 	// Opening the operations and the schemas renders parameters, examples
@@ -315,4 +324,31 @@ func specOperations(t *testing.T) []shownOperation {
 		}
 	}
 	return ops
+}
+
+// The served spec names the serving instance first, and is otherwise the
+// embedded spec: the reference page and tools that take the first server
+// try requests here, not at PACE production.
+func TestTheServedSpecNamesThisInstanceFirst(t *testing.T) {
+	h := newHarness(t, options{cfg: storetest.Config(t, store.SQLite)})
+	resp, body := h.raw(http.MethodGet, "/openapi.yaml", "", "")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /openapi.yaml: %d", resp.StatusCode)
+	}
+	served, err := openapi3.NewLoader().LoadFromData(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	embedded := specDoc(t)
+	if len(served.Servers) != len(embedded.Servers)+1 || served.Servers[0].URL != h.srv.URL+openapi.BasePath {
+		t.Fatalf("servers %v; want this instance, then %v", served.Servers, embedded.Servers)
+	}
+	for i, s := range embedded.Servers {
+		if served.Servers[i+1].URL != s.URL {
+			t.Errorf("server %d: %q, want %q", i+1, served.Servers[i+1].URL, s.URL)
+		}
+	}
+	if len(served.Paths.Map()) != len(embedded.Paths.Map()) || served.Info.Version != embedded.Info.Version {
+		t.Error("the served spec differs from the embedded one beyond its servers")
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -19,6 +20,7 @@ import (
 	"github.com/pace/userphone/flow"
 	"github.com/pace/userphone/gen/api"
 	"github.com/pace/userphone/internal/contract"
+	"github.com/pace/userphone/internal/testenv"
 	"github.com/pace/userphone/internal/testservers"
 	"github.com/pace/userphone/openapi"
 )
@@ -124,6 +126,8 @@ type fuzzEnv struct {
 	app  *app.App
 	keys *auth.DevKeys
 	n    int
+	// logs is what the service logged.
+	logs *testenv.SyncBuffer
 }
 
 func newFuzzEnv(tb testing.TB) *fuzzEnv {
@@ -133,8 +137,10 @@ func newFuzzEnv(tb testing.TB) *fuzzEnv {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	logs := &testenv.SyncBuffer{}
 	cfg := app.DefaultConfig()
 	cfg.Store.DataDir, cfg.PublicURL = dir, "http://userphone.test"
+	cfg.Log = slog.New(slog.NewTextHandler(logs, nil))
 	cfg.Flow.Secret = bytes.Repeat([]byte{7}, 32)
 	// No cool-down and no limits: a user's second request must not be a
 	// 429 that hides what lies behind it. IPRate 0: every input comes
@@ -149,7 +155,7 @@ func newFuzzEnv(tb testing.TB) *fuzzEnv {
 	if err := a.Migrate(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
-	return &fuzzEnv{app: a, keys: keys}
+	return &fuzzEnv{app: a, keys: keys, logs: logs}
 }
 
 // message composes the newest queued message of a change, as a worker would.
@@ -273,4 +279,51 @@ func headerValue(v string) (string, bool) {
 		}
 	}
 	return strings.Trim(v, " \t"), true
+}
+
+// FuzzEncodedPath requests paths under the base path with any escapes: a
+// non-canonical spelling of a route is routed as its decoded form, or
+// answered 404 or 400, never with a server error or an ERROR log line
+// (which would page the on-call engineer).
+func FuzzEncodedPath(f *testing.F) {
+	for _, seed := range []string{"user/%70hone", "user%2Fphone", "user/phone/%2e%2e/phone", "%75ser/phone/verify",
+		"user/phone%00", "user/phone/confirm%3Ftoken=x", "user//phone", "%2e%2e/%2e%2e/openapi.yaml", "user/phone%2F"} {
+		f.Add(seed, true)
+	}
+	env := newFuzzEnv(f)
+	token := env.token(f, env.identity("path"))
+	f.Fuzz(func(t *testing.T, rest string, withToken bool) {
+		u, err := url.ParseRequestURI(openapi.BasePath + "/" + rest)
+		if err != nil || u.RawQuery != "" || strings.ContainsAny(rest, " \t\r\n?#") {
+			t.Skip("not a path a client can send")
+		}
+		tok := ""
+		if withToken {
+			tok = token
+		}
+		before := len(env.logs.String())
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		req.URL, req.RequestURI = u, u.RequestURI()
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		rec := httptest.NewRecorder()
+		env.app.Handler.ServeHTTP(rec, req)
+		where := fmt.Sprintf("GET %s → %d %s", u, rec.Code, rec.Body)
+		switch {
+		case rec.Code >= 500:
+			t.Fatalf("%s: a server error", where)
+		case rec.Code >= 400:
+			if err := contract.CheckErrorDocument(t, rec.Header().Get("Content-Type"), rec.Body.Bytes()); err != nil {
+				t.Fatalf("%s: not a JSON:API error document: %v", where, err)
+			}
+		default: // routed to an operation, as its decoded form
+			if err := contract.CheckOperation(t, req, nil, rec.Code, rec.Header(), rec.Body.Bytes()); err != nil {
+				t.Fatalf("%s: breaks the spec: %v", where, err)
+			}
+		}
+		if logged := env.logs.String()[before:]; strings.Contains(logged, "level=ERROR") {
+			t.Fatalf("GET %s logged an error:\n%s", u, logged)
+		}
+	})
 }

@@ -36,8 +36,11 @@ func TestPagesAndAnswersCarryTheHardeningHeaders(t *testing.T) {
 				}
 			}
 		}
-		if !strings.HasPrefix(page.HTTPResponse.Header.Get("Content-Type"), "text/html") {
-			t.Errorf("page content type %q", page.HTTPResponse.Header.Get("Content-Type"))
+		// The pages name their charset, 200, 404 and 410 alike.
+		for _, r := range []*http.Response{page.HTTPResponse, h.showConfirmation("unknown-token").HTTPResponse, h.confirm("unknown-token").HTTPResponse} {
+			if got := r.Header.Get("Content-Type"); got != "text/html; charset=utf-8" {
+				t.Errorf("%s %s: page content type %q, want text/html; charset=utf-8", r.Request.Method, r.Request.URL.Path, got)
+			}
 		}
 	})
 }

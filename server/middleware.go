@@ -105,3 +105,20 @@ func jsonEncode(w io.Writer, v any) error {
 	enc.SetEscapeHTML(false)
 	return enc.Encode(v)
 }
+
+// htmlCharset names the charset of the HTML pages: the generated handlers
+// send "text/html" alone, and a browser left to guess the charset of a
+// page may guess one that turns text into markup.
+func htmlCharset(c *gin.Context) {
+	c.Writer = &charsetWriter{ResponseWriter: c.Writer}
+	c.Next()
+}
+
+type charsetWriter struct{ gin.ResponseWriter }
+
+func (w *charsetWriter) WriteHeader(code int) {
+	if h := w.Header(); h.Get("Content-Type") == "text/html" {
+		h.Set("Content-Type", "text/html; charset=utf-8")
+	}
+	w.ResponseWriter.WriteHeader(code)
+}

@@ -87,3 +87,23 @@ func mediaKind(re *openapi3filter.RequestError) string {
 	}
 	return "JSON"
 }
+
+// jsonAPIMediaType is JSON:API's media type; the spec's request bodies
+// name it.
+const jsonAPIMediaType = "application/vnd.api+json"
+
+// checkJSONAPIParameters refuses JSON:API's media type with a parameter
+// other than ext and profile: JSON:API 1.1 asks servers to answer 415, so
+// that a client relying on a parameter the server ignores learns it.
+func checkJSONAPIParameters(contentType string) error {
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil || mt != jsonAPIMediaType {
+		return nil // kin-openapi judges other media types against the spec
+	}
+	for p := range params {
+		if p != "ext" && p != "profile" {
+			return httpErrorf(api.ErrorCodeUnsupportedMediaType, "Send %s without the parameter %q: JSON:API allows only ext and profile.", jsonAPIMediaType, p)
+		}
+	}
+	return nil
+}

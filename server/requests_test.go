@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -8,6 +9,7 @@ import (
 	"github.com/pace/userphone"
 	"github.com/pace/userphone/auth"
 	"github.com/pace/userphone/gen/api"
+	"github.com/pace/userphone/openapi"
 	"github.com/pace/userphone/store"
 )
 
@@ -38,6 +40,8 @@ func TestBadRequestsAreRefusedAndChangeNothing(t *testing.T) {
 			{"phone number not a string", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{"phoneNumber":4915112345670}}}`, 400, api.ErrorCodeInvalidRequest, "/data/attributes/phoneNumber"},
 			{"phone number too long", "PUT", put, "application/vnd.api+json", `{"data":{"type":"phone","attributes":{"phoneNumber":"+49151123456789012345678901234567890"}}}`, 400, api.ErrorCodeInvalidRequest, "/data/attributes/phoneNumber"},
 			{"plain JSON for the update", "PUT", put, "application/json", `{"data":{"type":"phone","attributes":{"phoneNumber":"+4915112345670"}}}`, 415, api.ErrorCodeUnsupportedMediaType, ""},
+			{"JSON:API with a charset", "PUT", put, "application/vnd.api+json; charset=utf-8", `{"data":{"type":"phone","attributes":{"phoneNumber":"+4915112345670"}}}`, 415, api.ErrorCodeUnsupportedMediaType, ""},
+			{"JSON:API with an unknown parameter", "PUT", put, `application/vnd.api+json; version="1.1"`, `{"data":{"type":"phone","attributes":{"phoneNumber":"+4915112345670"}}}`, 415, api.ErrorCodeUnsupportedMediaType, ""},
 			{"no content type", "PUT", put, "", `{"data":{"type":"phone","attributes":{"phoneNumber":"+4915112345670"}}}`, 415, api.ErrorCodeUnsupportedMediaType, ""},
 			{"text body", "PUT", verify, "text/plain", `123456`, 415, api.ErrorCodeUnsupportedMediaType, ""},
 			{"code too short", "PUT", verify, "application/json", `{"code":"12345"}`, 400, api.ErrorCodeInvalidRequest, "/code"},
@@ -215,4 +219,17 @@ func TestAnUnreachableDatabaseAnswers503(t *testing.T) {
 	if r := h.confirm("some-token"); r.StatusCode() != http.StatusServiceUnavailable {
 		t.Fatalf("confirm: %d", r.StatusCode())
 	}
+}
+
+// JSON:API's media type with ext or profile is JSON:API still: accepted.
+func TestJSONAPIProfileAndExtAreAccepted(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, h *harness) {
+		for i, ct := range []string{`application/vnd.api+json; profile="https://example.com/profile"`, `application/vnd.api+json; ext="https://jsonapi.org/ext/atomic"`} {
+			body := fmt.Sprintf(`{"data":{"type":"phone","attributes":{"phoneNumber":"+491511234567%d"}}}`, i)
+			resp, got := h.raw("PUT", openapi.BasePath+"/user/phone", ct, body, "Authorization", "Bearer "+h.token(fmt.Sprint("p", i), ""))
+			if resp.StatusCode != http.StatusCreated {
+				t.Errorf("%s: %d %s", ct, resp.StatusCode, got)
+			}
+		}
+	})
 }

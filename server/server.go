@@ -12,6 +12,7 @@ import (
 	"math"
 	"net/http"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -32,6 +33,9 @@ type Config struct {
 	Log *slog.Logger
 	// Ready reports whether the service can serve; nil means always.
 	Ready func(context.Context) error
+	// PublicURL is where clients reach this instance; the spec it serves
+	// names it first (openapi.ServedBy). Empty serves the spec as it is.
+	PublicURL string
 
 	// IPRate is how many requests per second one client address may make
 	// on average (a token bucket's refill rate), in this process; 0 turns
@@ -88,7 +92,7 @@ func New(cfg Config) (http.Handler, error) {
 	engine.Use(middleware...)
 	engine.NoRoute(notFound)
 	engine.NoMethod(methodNotAllowed)
-	routePublicPages(engine, cfg.Ready)
+	routePublicPages(engine, cfg.Ready, cfg.PublicURL)
 	routeAPI(engine, cfg.Flow, v)
 	return engine, nil
 }
@@ -127,7 +131,7 @@ func newEngine(trustedProxies []string, log *slog.Logger) (*gin.Engine, error) {
 // access-log line (and its metrics); the client limit comes next, so a
 // refused request costs no token check, validation or database work.
 func commonMiddleware(cfg Config, log *slog.Logger, v *validator) ([]gin.HandlerFunc, error) {
-	middleware := []gin.HandlerFunc{requestIDs, securityHeaders, accessLog(log)}
+	middleware := []gin.HandlerFunc{requestIDs, securityHeaders, htmlCharset, accessLog(log)}
 	if cfg.Observer != nil {
 		middleware = append(middleware, observeRequests(cfg.Observer, operationIDs(v.doc, openapi.BasePath)))
 	}
@@ -150,11 +154,15 @@ func commonMiddleware(cfg Config, log *slog.Logger, v *validator) ([]gin.Handler
 // runs for them. Probes and tools may use HEAD as well as GET. The
 // reference page replaces securityHeaders' Content-Security-Policy and
 // Cache-Control with its own; the other hardening headers stay.
-func routePublicPages(engine *gin.Engine, readiness func(context.Context) error) {
+func routePublicPages(engine *gin.Engine, readiness func(context.Context) error, publicURL string) {
+	spec := openapi.ServedBy(strings.TrimSuffix(publicURL, "/") + openapi.BasePath)
+	if publicURL == "" {
+		spec = openapi.Spec
+	}
 	for path, h := range map[string]gin.HandlerFunc{
 		"/health/live":  func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "live"}) },
 		"/health/ready": ready(readiness),
-		"/openapi.yaml": func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", openapi.Spec) },
+		"/openapi.yaml": func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", spec) },
 	} {
 		engine.GET(path, h)
 		engine.HEAD(path, h)

@@ -49,7 +49,7 @@ func newValidator(verifier auth.Verifier, deprecated http.Header) (*validator, e
 // request meets the spec's checks first: it names the operation, marks a
 // deprecated one, authenticates, bounds the body and validates it.
 func (v *validator) handle(c *gin.Context) {
-	route, pathParams, err := v.router.FindRoute(c.Request)
+	route, pathParams, err := v.router.FindRoute(openapi.Routable(c.Request))
 	if err != nil {
 		// gin routed this request to an operation of the spec, so the
 		// embedded spec and the generated routes disagree: a build bug.
@@ -85,6 +85,9 @@ func (v *validator) handle(c *gin.Context) {
 func validateBody(c *gin.Context, route *routers.Route, pathParams map[string]string) error {
 	if c.Request.Body != nil {
 		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxBodyBytes)
+	}
+	if err := checkJSONAPIParameters(c.Request.Header.Get("Content-Type")); err != nil {
+		return err
 	}
 	input := &openapi3filter.RequestValidationInput{
 		Request:    c.Request,

@@ -117,14 +117,17 @@ func envOr(getenv func(string) string, name, def string) string {
 }
 
 // serverSettings are what the server needs for a load run: the webhook
-// SMS provider pointed at the receiver, and every abuse limit off (the
-// load is one client sending far more than any limit lets through).
+// SMS provider pointed at the receiver, every abuse limit off (the load is
+// one client sending far more than any limit lets through), and dev
+// sign-in on purpose, so that the load generator mints tokens with the
+// server's key on PostgreSQL too.
 func serverSettings(webhookURL, secret string) [][2]string {
 	return [][2]string{
 		{"USERPHONE_SMS_PROVIDER", "webhook"},
 		{"USERPHONE_SMS_WEBHOOK_URL", webhookURL},
 		{"USERPHONE_SMS_WEBHOOK_SECRET", secret},
 		{"USERPHONE_LIMITS", "off"},
+		{"USERPHONE_DEV", "1"},
 	}
 }
 

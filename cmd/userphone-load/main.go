@@ -19,6 +19,7 @@
 //	export USERPHONE_SMS_WEBHOOK_URL=http://127.0.0.1:9099/sms
 //	export USERPHONE_SMS_WEBHOOK_SECRET=<64 hex digits>
 //	export USERPHONE_LIMITS=off
+//	export USERPHONE_DEV=1
 //	export USERPHONE_LOAD_WEBHOOK_SECRET=<the same secret, for the load generator>
 //
 // Start the server with them, in dev mode (no OIDC issuer, so the load

@@ -26,6 +26,8 @@ type config struct {
 	Addr string
 	// Auth is how tokens are verified: an empty issuer is dev mode.
 	Auth auth.Policy
+	// Introspection is how opaque tokens of the issuer are checked.
+	Introspection introspectionConfig
 	// Delivery names the providers; empty ones mean the dev outbox.
 	Delivery deliveryConfig
 	// MetricsAddr is where /metrics and pprof listen; empty turns them off.
@@ -34,7 +36,22 @@ type config struct {
 	LogLevel        slog.Level
 	LogFormat       string
 	// LimitsOff turns every abuse limit off, for load tests in dev mode.
-	LimitsOff bool
+	LimitsOff switchedOff
+	// Dev asks for dev sign-in where it would be refused otherwise (see
+	// checkServe).
+	Dev bool
+	// fromEnv names the variables the environment set; the rest are
+	// defaults. warnings are said once the logger exists.
+	fromEnv  map[string]bool
+	warnings []string
+}
+
+// introspectionConfig asks the issuer about opaque access tokens (RFC
+// 7662); the URL defaults to the discovery document's endpoint.
+type introspectionConfig struct {
+	URL, ClientID, ClientSecret string
+	// Cache is how long an active answer is trusted.
+	Cache time.Duration
 }
 
 type deliveryConfig struct {
@@ -50,9 +67,12 @@ func defaultConfig() config {
 	return config{
 		App: app.DefaultConfig(),
 		// Loopback: a dev server is not exposed by accident.
-		Addr:     "127.0.0.1:8080",
-		Auth:     auth.Policy{LinkedIdentityClaim: auth.DefaultLinkedIdentityClaim},
-		Delivery: deliveryConfig{SMSProvider: "outbox"},
+		Addr: "127.0.0.1:8080",
+		Auth: auth.Policy{LinkedIdentityClaim: auth.DefaultLinkedIdentityClaim},
+		// Revocation at the issuer takes effect within this; a client's
+		// burst of requests asks the issuer once.
+		Introspection: introspectionConfig{Cache: auth.DefaultIntrospectionCache},
+		Delivery:      deliveryConfig{SMSProvider: "outbox"},
 		// Loopback: pprof on the same listener shows the process's
 		// internals (heap, goroutines, command line) and can cost CPU, so
 		// it is reachable from elsewhere only when an operator says so.
@@ -65,6 +85,10 @@ func defaultConfig() config {
 	}
 }
 
+// switchedOff is a feature switch that reads "on" or "off" and is true
+// when off.
+type switchedOff bool
+
 // settingError names the variable at fault; main prints it on one line and
 // exits with status 2.
 type settingError struct {
@@ -73,20 +97,31 @@ type settingError struct {
 
 func (e *settingError) Error() string { return e.name + ": " + e.problem }
 
-// loadConfig reads the configuration through lookupEnv, which is
-// os.LookupEnv outside tests: a variable set to the empty string differs
-// from an unset one for USERPHONE_METRICS_ADDR.
-func loadConfig(lookupEnv func(string) (string, bool)) (config, error) {
+// loadConfig reads the configuration from environ, which is os.Environ()
+// outside tests: a variable set to the empty string differs from an unset
+// one for USERPHONE_METRICS_ADDR. A USERPHONE_* variable that no setting
+// reads earns a warning that names the closest one.
+func loadConfig(environ []string) (config, error) {
 	c := defaultConfig()
-	for _, s := range c.settings() {
-		v, set := lookupEnv(s.name)
+	vars := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "USERPHONE_") {
+			vars[k] = v
+		}
+	}
+	c.fromEnv = map[string]bool{}
+	settings := c.settings()
+	for _, s := range settings {
+		v, set := vars[s.name]
 		if v = strings.TrimSpace(v); !set || (v == "" && !s.emptyTurnsOff) {
 			continue
 		}
 		if err := s.parse(v); err != nil {
 			return c, &settingError{s.name, err.Error()}
 		}
+		c.fromEnv[s.name] = true
 	}
+	c.warnings = unknownVariables(vars, settings)
 	if err := c.checkTogether(); err != nil {
 		return c, err
 	}
@@ -117,7 +152,28 @@ func (c *config) checkTogether() error {
 	if c.App.PublicURL == "" {
 		c.App.PublicURL = "http://" + loopbackFor(c.Addr)
 	}
-	return checkOIDC(c.Auth.Issuer, c.Auth.Audience)
+	if err := checkOIDC(c.Auth.Issuer, c.Auth.Audience); err != nil {
+		return err
+	}
+	return c.Introspection.check(c.Auth.Issuer)
+}
+
+// check accepts introspection settings that go with an issuer, with a
+// client id and its secret together.
+func (ic introspectionConfig) check(issuer string) error {
+	switch {
+	case issuer == "" && (ic.URL != "" || ic.ClientID != ""):
+		return &settingError{"USERPHONE_OIDC_ISSUER", "must be set for token introspection (USERPHONE_OIDC_INTROSPECTION_URL, USERPHONE_OIDC_CLIENT_ID)"}
+	case ic.ClientID != "" && ic.ClientSecret == "":
+		return &settingError{"USERPHONE_OIDC_CLIENT_SECRET", "must be set with USERPHONE_OIDC_CLIENT_ID: the service's client authenticates to the introspection endpoint with both"}
+	case ic.ClientID == "" && ic.ClientSecret != "":
+		return &settingError{"USERPHONE_OIDC_CLIENT_ID", "must be set with USERPHONE_OIDC_CLIENT_SECRET"}
+	case ic.URL != "":
+		if err := auth.CheckIssuerURL(ic.URL); err != nil {
+			return &settingError{"USERPHONE_OIDC_INTROSPECTION_URL", err.Error()}
+		}
+	}
+	return nil
 }
 
 // checkOIDC accepts an issuer with its audience, or neither (dev mode).

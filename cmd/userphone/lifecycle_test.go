@@ -45,7 +45,7 @@ func TestReadinessFollowsTheDatabase(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, nil, env(map[string]string{"USERPHONE_ADDR": addr, "USERPHONE_DATA_DIR": cfg.DataDir,
-			"USERPHONE_DATABASE_URL": u.String()}), os.Stdout, &logs)
+			"USERPHONE_DATABASE_URL": u.String(), "USERPHONE_DEV": "1"}), os.Stdout, &logs)
 	}()
 	defer func() {
 		cancel()

@@ -26,6 +26,9 @@ Usage:
   userphone migrate      apply the database migrations and exit
   userphone audit --sub ID
                          print one user's audit trail
+  userphone config       print the effective settings and where each came from
+  userphone rotate-secret
+                         make the database take USERPHONE_SECRET as its secret
   userphone version      print the version, the commit and the spec's version
 
 Configuration comes from USERPHONE_* environment variables; see README.md.
@@ -34,12 +37,12 @@ Configuration comes from USERPHONE_* environment variables; see README.md.
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
+	os.Exit(run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
 }
 
 // run is main without the process: tests call it with their own arguments,
 // environment and output.
-func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, environ []string, stdout, stderr io.Writer) int {
 	cmd := "serve"
 	if len(args) > 0 {
 		cmd, args = args[0], args[1:]
@@ -56,12 +59,15 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		}
 		return 0
 	}
-	cfg, err := loadConfig(lookupEnv)
+	cfg, err := loadConfig(environ)
 	if err != nil {
 		fmt.Fprintf(stderr, "userphone: %v\n", err)
 		return 2
 	}
 	log := newLogger(cfg, stderr)
+	for _, w := range cfg.warnings {
+		log.Warn(w)
+	}
 	switch cmd {
 	case "serve":
 		err = serve(ctx, cfg, log)
@@ -71,6 +77,10 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		err = token(cfg, args, stdout, stderr)
 	case "audit":
 		err = audit(ctx, cfg, args, log, stdout, stderr)
+	case "config":
+		err = printConfig(cfg, stdout)
+	case "rotate-secret":
+		err = rotateSecret(ctx, cfg, log)
 	default:
 		fmt.Fprintf(stderr, "userphone: unknown command %q\n\n%s", cmd, usage)
 		return 2

@@ -17,17 +17,18 @@ import (
 	"github.com/pace/userphone/store/storetest"
 )
 
-// env is an environment of vars alone, as os.LookupEnv would see it. The
+// env is an environment of vars alone, as os.Environ would list it. The
 // metrics listener is off unless vars names it: its default port may be
 // taken on a developer's machine, and tests run in parallel.
-func env(vars map[string]string) func(string) (string, bool) {
-	return func(k string) (string, bool) {
-		v, ok := vars[k]
-		if !ok && k == "USERPHONE_METRICS_ADDR" {
-			return "", true
-		}
-		return v, ok
+func env(vars map[string]string) []string {
+	out := []string{}
+	if _, ok := vars["USERPHONE_METRICS_ADDR"]; !ok {
+		out = append(out, "USERPHONE_METRICS_ADDR=")
 	}
+	for k, v := range vars {
+		out = append(out, k+"="+v)
+	}
+	return out
 }
 
 func TestABadSettingStopsStartupWithOneLineNamingIt(t *testing.T) {
@@ -122,6 +123,10 @@ func TestOIDCSettingsAreChecked(t *testing.T) {
 	for name, vars := range map[string]map[string]string{
 		"USERPHONE_OIDC_AUDIENCE": {"USERPHONE_OIDC_ISSUER": "https://id.example.com/realms/pace"},
 		"USERPHONE_OIDC_ISSUER":   {"USERPHONE_OIDC_ISSUER": "http://id.example.com/realms/pace", "USERPHONE_OIDC_AUDIENCE": "userphone"},
+		"USERPHONE_OIDC_CLIENT_SECRET": {"USERPHONE_OIDC_ISSUER": "https://id.example.com", "USERPHONE_OIDC_AUDIENCE": "userphone",
+			"USERPHONE_OIDC_CLIENT_ID": "userphone"},
+		"USERPHONE_OIDC_INTROSPECTION_URL": {"USERPHONE_OIDC_ISSUER": "https://id.example.com", "USERPHONE_OIDC_AUDIENCE": "userphone",
+			"USERPHONE_OIDC_INTROSPECTION_URL": "http://hydra-admin.example.com/admin/oauth2/introspect"},
 	} {
 		vars["USERPHONE_DATA_DIR"] = t.TempDir()
 		var stdout, stderr bytes.Buffer

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+
 	// The profiling handlers, registered below on the metrics listener's
 	// own mux. Importing the package also registers them on
 	// http.DefaultServeMux; that is harmless, as nothing here serves

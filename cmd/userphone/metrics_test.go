@@ -20,18 +20,12 @@ import (
 )
 
 func TestTheMetricsListenerIsOnByDefaultOnLoopback(t *testing.T) {
-	unset := func(string) (string, bool) { return "", false }
-	cfg, err := loadConfig(unset)
+	cfg, err := loadConfig(nil)
 	if err != nil || cfg.MetricsAddr != "127.0.0.1:9090" {
 		t.Fatalf("default %q (%v); want 127.0.0.1:9090", cfg.MetricsAddr, err)
 	}
 	for value, want := range map[string]string{"": "", " ": "", ":9100": ":9100", "0.0.0.0:9100": "0.0.0.0:9100"} {
-		cfg, err := loadConfig(func(k string) (string, bool) {
-			if k == "USERPHONE_METRICS_ADDR" {
-				return value, true
-			}
-			return "", false
-		})
+		cfg, err := loadConfig([]string{"USERPHONE_METRICS_ADDR=" + value})
 		if err != nil || cfg.MetricsAddr != want {
 			t.Errorf("USERPHONE_METRICS_ADDR=%q: %q (%v); want %q", value, cfg.MetricsAddr, err, want)
 		}
@@ -73,7 +67,7 @@ func TestServeServesMetricsAndPprofOnTheirOwnListener(t *testing.T) {
 			var logs testenv.SyncBuffer
 			done := make(chan int, 1)
 			vars := map[string]string{"USERPHONE_ADDR": addr, "USERPHONE_METRICS_ADDR": metricsAddr,
-				"USERPHONE_DATA_DIR": cfg.DataDir, "USERPHONE_DATABASE_URL": cfg.DatabaseURL}
+				"USERPHONE_DATA_DIR": cfg.DataDir, "USERPHONE_DATABASE_URL": cfg.DatabaseURL, "USERPHONE_DEV": "1"}
 			go func() { done <- run(ctx, nil, env(vars), os.Stdout, &logs) }()
 			defer func() {
 				cancel()

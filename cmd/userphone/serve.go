@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -20,6 +21,9 @@ import (
 // assembled by app.New, its database migrated, its workers started, its
 // API served; then a graceful shutdown.
 func serve(ctx context.Context, cfg config, log *slog.Logger) error {
+	if err := checkServe(cfg); err != nil {
+		return err
+	}
 	obs := newObservers(cfg)
 	// Providers first: a bad setting must stop start-up before it touches
 	// the database.
@@ -49,6 +53,11 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err := a.Migrate(ctx); err != nil {
 		return err
 	}
+	if err := a.ClaimSecret(ctx); errors.Is(err, app.ErrSecretMismatch) {
+		return &settingError{"USERPHONE_SECRET", "differs from the secret the database was set up with; every replica must use the same one (to change it on purpose, stop every replica and run `userphone rotate-secret` with the new one: docs/OPERATIONS.md)"}
+	} else if err != nil {
+		return err
+	}
 	metricsSrv, err := obs.serve(cfg, log)
 	if err != nil {
 		return err
@@ -58,6 +67,58 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		return err
 	}
 	return serveHTTP(ctx, cfg, a, log)
+}
+
+// checkServe refuses the settings that would serve unsafely: dev sign-in
+// where others than the developer may reach it, and replicas that could
+// each make a secret of their own.
+func checkServe(c config) error {
+	onSQLite := c.App.Store.DatabaseURL == ""
+	if c.Auth.Issuer == "" && !c.Dev && !(onSQLite && loopbackAddr(c.Addr)) {
+		return &settingError{"USERPHONE_OIDC_ISSUER", "is not set, and dev sign-in (tokens from `userphone token`) runs only on the embedded SQLite database with a loopback USERPHONE_ADDR; set USERPHONE_OIDC_ISSUER, or USERPHONE_DEV=1 to run dev sign-in here on purpose"}
+	}
+	if !onSQLite && c.App.Flow.Secret == nil && !c.Dev {
+		return &settingError{"USERPHONE_SECRET", "must be set with PostgreSQL: replicas share the database, and secrets each made its own would send codes the others refuse; make one with `openssl rand -hex 32` for every replica (or set USERPHONE_DEV=1 for one dev replica)"}
+	}
+	return nil
+}
+
+// loopbackAddr reports whether addr listens on this machine only.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// rotateSecret records the configured secret as the database's, in place
+// of the old one: the deliberate step of changing the secret. Every
+// replica must be stopped first and started with the new secret; pending
+// codes and links stop working.
+func rotateSecret(ctx context.Context, cfg config, log *slog.Logger) error {
+	var err error
+	if cfg.App.Flow.Secret, err = loadSecret(cfg); err != nil {
+		return err
+	}
+	cfg.App.Log = log
+	a, err := app.New(cfg.App, app.Parts{})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if err := requireMigrated(ctx, a.Store, cfg); err != nil {
+		return err
+	}
+	if err := a.RotateSecret(ctx); err != nil {
+		return err
+	}
+	log.Warn("the database now takes this secret: start every replica with it; codes and links sent before no longer work")
+	return nil
 }
 
 // serveHTTP serves the API until ctx ends, then lets the requests in

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 
@@ -29,7 +30,14 @@ func newVerifier(ctx context.Context, cfg config, log *slog.Logger) (auth.Verifi
 	// The keys load and refresh until the process ends; an issuer that is
 	// down at start-up leaves the service up but not ready.
 	go oidc.Run(context.WithoutCancel(ctx))
-	log.Info("tokens are verified against the OIDC issuer", "issuer", cfg.Auth.Issuer, "audience", cfg.Auth.Audience,
-		"required_linked_identity", cfg.Auth.RequiredLinkedIdentity)
-	return auth.Cached(oidc, 0, 0, nil), nil
+	ic := cfg.Introspection
+	introspector, err := auth.NewIntrospector(auth.IntrospectionConfig{Policy: cfg.Auth, URL: ic.URL,
+		Discovered: oidc.IntrospectionEndpoint, ClientID: ic.ClientID, ClientSecret: ic.ClientSecret, Log: log})
+	if err != nil {
+		return nil, &settingError{"USERPHONE_OIDC_INTROSPECTION_URL", err.Error()}
+	}
+	log.Info("tokens are verified against the OIDC issuer: JWTs with its keys, opaque tokens by introspection",
+		"issuer", cfg.Auth.Issuer, "audience", cfg.Auth.Audience, "required_linked_identity", cfg.Auth.RequiredLinkedIdentity,
+		"introspection_url", cmp.Or(ic.URL, "(the discovery document's)"), "introspection_cache", ic.Cache)
+	return auth.ForIssuer(oidc, introspector, ic.Cache), nil
 }

@@ -170,7 +170,7 @@ type Error struct {
 	// | request-too-large | 413 | the body is larger than 16 KiB |
 	// | cross-site-request | 403 | the confirmation form was posted from another site |
 	// | internal-error | 501 | something unexpected; `detail` never leaks internals |
-	// | service-unavailable | 503 | the database cannot be reached, or the hour's SMS budget is used up for this request's network and number range |
+	// | service-unavailable | 503 | the database cannot be reached, the token issuer cannot be asked, or the hour's SMS budget is used up for this request's network and number range |
 	Code ErrorCode `json:"code"`
 
 	// Detail What went wrong in this request and what to do.
@@ -228,7 +228,7 @@ type Error_Meta struct {
 // | request-too-large | 413 | the body is larger than 16 KiB |
 // | cross-site-request | 403 | the confirmation form was posted from another site |
 // | internal-error | 501 | something unexpected; `detail` never leaks internals |
-// | service-unavailable | 503 | the database cannot be reached, or the hour's SMS budget is used up for this request's network and number range |
+// | service-unavailable | 503 | the database cannot be reached, the token issuer cannot be asked, or the hour's SMS budget is used up for this request's network and number range |
 type ErrorCode string
 
 // ErrorDocument A JSON:API error document. Every error response uses it.

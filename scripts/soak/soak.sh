@@ -21,7 +21,7 @@ trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 for r in 1 2; do
   env USERPHONE_SMS_PROVIDER=webhook USERPHONE_SMS_WEBHOOK_URL=http://127.0.0.1:9201/sms \
     USERPHONE_SMS_WEBHOOK_SECRET="$USERPHONE_LOAD_WEBHOOK_SECRET" USERPHONE_SECRET="$secret" \
-    USERPHONE_LIMITS=off \
+    USERPHONE_LIMITS=off USERPHONE_DEV=1 \
     USERPHONE_ADDR=127.0.0.1:1810$r USERPHONE_METRICS_ADDR=127.0.0.1:1910$r USERPHONE_DATA_DIR="$out/data" \
     USERPHONE_DATABASE_URL='postgres://postgres@127.0.0.1:5432/soak?sslmode=disable' \
     "$out/bin/userphone" serve >"$out/replica-$r.log" 2>&1 &

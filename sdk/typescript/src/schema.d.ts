@@ -249,7 +249,7 @@ export interface components {
          *     | request-too-large | 413 | the body is larger than 16 KiB |
          *     | cross-site-request | 403 | the confirmation form was posted from another site |
          *     | internal-error | 501 | something unexpected; `detail` never leaks internals |
-         *     | service-unavailable | 503 | the database cannot be reached, or the hour's SMS budget is used up for this request's network and number range |
+         *     | service-unavailable | 503 | the database cannot be reached, the token issuer cannot be asked, or the hour's SMS budget is used up for this request's network and number range |
          * @enum {string}
          */
         ErrorCode: "unauthorized" | "missing-linked-identity" | "insufficient-scope" | "invalid-request" | "unsupported-media-type" | "invalid-phone-number" | "phone-number-not-allowed" | "email-required" | "email-not-verified" | "email-confirmation-pending" | "no-pending-verification" | "verification-expired" | "invalid-code" | "code-expired" | "too-many-attempts" | "rate-limited" | "not-found" | "method-not-allowed" | "request-too-large" | "cross-site-request" | "internal-error" | "service-unavailable";
@@ -423,7 +423,11 @@ export interface components {
                 "application/vnd.api+json": components["schemas"]["ErrorDocument"];
             };
         };
-        /** @description Extension. `unsupported-media-type`; the request has the wrong content type. */
+        /**
+         * @description Extension. `unsupported-media-type`; the request has the wrong content
+         *     type, or `application/vnd.api+json` with a media type parameter other
+         *     than `ext` and `profile` (JSON:API 1.1).
+         */
         UnsupportedMediaType: {
             headers: {
                 [name: string]: unknown;
@@ -525,7 +529,12 @@ export interface components {
                 "application/vnd.api+json": components["schemas"]["ErrorDocument"];
             };
         };
-        /** @description Extension. `service-unavailable`; the database cannot be reached. */
+        /**
+         * @description Extension. `service-unavailable`; the database cannot be reached, the
+         *     token issuer's keys are not loaded or its introspection endpoint cannot
+         *     be asked (a token that may be good is never answered 401), or the SMS
+         *     budget is used up for this request.
+         */
         ServiceUnavailable: {
             headers: {
                 "Retry-After": components["headers"]["RetryAfter"];
