@@ -2,6 +2,7 @@ package auth
 
 import (
 	"cmp"
+	"container/heap"
 	"context"
 	"crypto/sha256"
 	"sync"
@@ -61,6 +62,30 @@ type cachedVerifier struct {
 
 	mu      sync.RWMutex
 	entries map[[32]byte]cacheEntry
+	// expiries orders the entries by when they expire, so that each store
+	// removes the expired ones: the cache holds the live tokens, not the
+	// most it ever held.
+	expiries expiryHeap
+}
+
+// expiry is one entry's key and end.
+type expiry struct {
+	until time.Time
+	key   [32]byte
+}
+
+// expiryHeap is a min-heap of expiries (container/heap).
+type expiryHeap []expiry
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].until.Before(h[j].until) }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiry)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 type cacheEntry struct {
@@ -100,19 +125,27 @@ func (c *cachedVerifier) Verify(ctx context.Context, rawToken string) (userphone
 func (c *cachedVerifier) store(key [32]byte, e cacheEntry, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.entries) >= c.size {
-		for k, old := range c.entries {
-			if !now.Before(old.until) {
-				delete(c.entries, k)
-			}
-		}
-		if len(c.entries) >= c.size {
-			// Still full of live tokens: start over rather than grow; the
-			// cost is one signature check per token.
-			clear(c.entries)
+	for len(c.expiries) > 0 && !now.Before(c.expiries[0].until) {
+		x := heap.Pop(&c.expiries).(expiry)
+		if old, ok := c.entries[x.key]; ok && !now.Before(old.until) {
+			delete(c.entries, x.key)
 		}
 	}
+	if len(c.entries) >= c.size {
+		// Full of live tokens: start over rather than grow; the cost is
+		// one signature check per token.
+		clear(c.entries)
+		c.expiries = c.expiries[:0]
+	}
 	c.entries[key] = e
+	heap.Push(&c.expiries, expiry{until: e.until, key: key})
+}
+
+// Len is how many tokens the cache holds, for tests and metrics.
+func (c *cachedVerifier) Len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.entries)
 }
 
 // Ready passes through to the wrapped verifier, where it has one.

@@ -3,6 +3,7 @@ package auth_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -79,5 +80,26 @@ func TestCachedVerifierStaysBounded(t *testing.T) {
 	// one passes: every entry still came from the inner verifier.
 	if inner.calls.Load() != 100 {
 		t.Fatalf("%d checks", inner.calls.Load())
+	}
+}
+
+// Expired entries leave as new ones come, so that the cache holds the live
+// tokens, not the most it ever held: 20,000 users an hour ago are no
+// memory now.
+func TestTheCacheDropsExpiredEntriesAsTheyExpire(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	inner := &countingVerifier{expiry: now.Add(time.Hour)}
+	v := auth.Cached(inner, time.Minute, 100_000, func() time.Time { return now })
+	for i := range 20_000 {
+		v.Verify(context.Background(), fmt.Sprint("ok-", i))
+	}
+	sized := v.(interface{ Len() int })
+	if sized.Len() != 20_000 {
+		t.Fatalf("%d entries, want 20,000", sized.Len())
+	}
+	now = now.Add(2 * time.Minute)
+	v.Verify(context.Background(), "ok-new")
+	if sized.Len() != 1 {
+		t.Fatalf("%d entries after all but one expired, want 1", sized.Len())
 	}
 }

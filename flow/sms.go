@@ -49,10 +49,11 @@ const (
 // whether a number is someone's, and sends nothing.
 func (s *Service) checkSMS(t *txn, c *userphone.PhoneChange) (tg smsTarget, withhold bool, err error) {
 	tg = smsTarget{userID: c.UserID, number: c.PhoneNumber, prefix: phone.Prefix(c.PhoneNumber), netHash: s.networkHash(t)}
-	if err := s.lock(t, "number:"+tg.number, "prefix:"+tg.prefix, "net:"+tg.netHash); err != nil {
+	l := s.cfg.Limits
+	if err := s.lock(t, "number:"+tg.number, lockKey(l.SMSPerPrefixPerHour+l.SMSPerPrefixPerDay > 0, "prefix:"+tg.prefix),
+		lockKey(l.SMSPerNetworkPerHour+l.SMSPerNetworkPerDay > 0 && tg.netHash != "", "net:"+tg.netHash)); err != nil {
 		return tg, false, err
 	}
-	l := s.cfg.Limits
 	checks := []func() error{
 		func() error {
 			return checkWindows(t, userphone.EventQuery{Kinds: smsEvents, UserID: tg.userID, PhoneNumber: tg.number},
@@ -221,12 +222,22 @@ func (s *Service) networkOf(addr netip.Addr) string {
 	return network.String()
 }
 
-// lock takes the keys' locks in the order given (empty ones are skipped:
-// "net:" without a network), then reads the clock again, so that a window
-// never counts the wait for a racing request's lock against the user.
+// lockKey is key when the limit it guards is on, else empty: a lock
+// serialises every SMS of its range or network, which only a limit that
+// counts them needs.
+func lockKey(limitOn bool, key string) string {
+	if !limitOn {
+		return ""
+	}
+	return key
+}
+
+// lock takes the keys' locks in the order given (empty ones are skipped),
+// then reads the clock again, so that a window never counts the wait for a
+// racing request's lock against the user.
 func (s *Service) lock(t *txn, keys ...string) error {
 	for _, k := range keys {
-		if k[len(k)-1] == ':' {
+		if k == "" {
 			continue
 		}
 		if err := t.tx.Lock(t.ctx, k); err != nil {

@@ -14,11 +14,10 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver"
-	"github.com/riverqueue/river/riverdriver/riverdatabasesql"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
-	"github.com/riverqueue/river/rivermigrate"
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/pace/userphone"
@@ -77,10 +76,12 @@ const (
 )
 
 // Database is what the queue needs of the store: its dialect, and the
-// pool under it, in which the queue keeps its own tables.
+// pools under it, in which the queue keeps its own tables: PostgreSQL's
+// pgx pool (nil on SQLite) and the database/sql one.
 type Database interface {
 	Dialect() store.Dialect
 	SQLDB() *sql.DB
+	Pool() *pgxpool.Pool
 }
 
 const (
@@ -92,8 +93,10 @@ const (
 	// DefaultRetention keeps finished changes for a month of support
 	// questions, then forgets the numbers.
 	DefaultRetention = 30 * 24 * time.Hour
-	// DefaultPollInterval: a user waits for the SMS, and neither driver can
-	// LISTEN, so an idle replica polls; 200 ms costs one indexed query.
+	// DefaultPollInterval: on PostgreSQL an insert's NOTIFY wakes the
+	// workers at once and polling is the fallback; SQLite cannot LISTEN, so
+	// an idle replica polls. A user waits for the SMS; 200 ms costs one
+	// indexed query.
 	DefaultPollInterval = 200 * time.Millisecond
 	// fetchCooldown is the least time between two fetches of a busy
 	// replica. River fetches at most one job per free worker, so this
@@ -138,8 +141,7 @@ type Queue struct {
 	cfg    Config
 	log    *slog.Logger
 	db     *sql.DB
-	driver riverdriver.Driver[*sql.Tx]
-	client *river.Client[*sql.Tx]
+	client riverClient
 	// set by Start, read by the workers
 	flow    Flow
 	sender  userphone.Sender
@@ -155,11 +157,6 @@ func New(st Database, cfg Config) (*Queue, error) {
 	}
 	log := logs.OrDiscard(cfg.Log)
 	q := &Queue{cfg: cfg, log: log, db: st.SQLDB(), st: st}
-	if st.Dialect() == store.Postgres {
-		q.driver = riverdatabasesql.New(st.SQLDB())
-	} else {
-		q.driver = riversqlite.New(st.SQLDB())
-	}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &sendWorker{q: q})
 	river.AddWorker(workers, &sweepWorker{q: q})
@@ -183,11 +180,15 @@ func New(st Database, cfg Config) (*Queue, error) {
 				func() (river.JobArgs, *river.InsertOpts) { return purgeArgs{}, nil }, &river.PeriodicJobOpts{RunOnStart: true}),
 		}
 	}
-	client, err := river.NewClient(q.driver, rc)
+	var err error
+	if st.Dialect() == store.Postgres {
+		q.client, err = newRiverClient(riverpgxv5.New(st.Pool()), rc, store.PgxTxOf, log)
+	} else {
+		q.client, err = newRiverClient(riversqlite.New(st.SQLDB()), rc, store.SQLTxOf, log)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("set up the job queue: %w", err)
 	}
-	q.client = client
 	return q, nil
 }
 
@@ -225,11 +226,7 @@ func (q *Queue) Migrate(ctx context.Context) error {
 			_, _ = conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", riverMigrationLock)
 		}()
 	}
-	m, err := rivermigrate.New(q.driver, &rivermigrate.Config{Logger: q.log})
-	if err != nil {
-		return err
-	}
-	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+	if err := q.client.migrate(ctx); err != nil {
 		return fmt.Errorf("migrate the job queue's tables: %w", err)
 	}
 	return nil
@@ -262,12 +259,7 @@ func (q *Queue) Stop(ctx context.Context) error {
 // Enqueue inserts m in tx, the store transaction of the state change that
 // announces it: the job commits or rolls back with that change.
 func (q *Queue) Enqueue(ctx context.Context, tx userphone.Tx, m userphone.Outgoing) error {
-	sqlTx, err := store.SQLTxOf(tx)
-	if err != nil {
-		return fmt.Errorf("jobs: %w", err)
-	}
-	_, err = q.client.InsertTx(ctx, sqlTx, sendArgs{Outgoing: m}, nil)
-	return err
+	return q.client.insertIn(ctx, tx, sendArgs{Outgoing: m})
 }
 
 // backoff waits first × 2^(n-1) after the n-th failure, capped, with up to

@@ -5,6 +5,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"database/sql/driver"
@@ -21,7 +22,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
 	sqlite "github.com/libtnb/sqlite"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
@@ -94,8 +98,11 @@ const DefaultMaxConns = 16
 
 // Store is the GORM-backed userphone.Store.
 type Store struct {
-	db      *gorm.DB
-	sqlDB   *sql.DB
+	db    *gorm.DB
+	sqlDB *sql.DB
+	// pool is PostgreSQL's one pool of connections, under GORM (through
+	// pgx's database/sql adapter) and the job queue alike; nil on SQLite.
+	pool    *pgxpool.Pool
 	dialect Dialect
 	log     *slog.Logger
 }
@@ -128,7 +135,10 @@ func Open(cfg Config) (*Store, error) {
 		}
 		s.db, err = gorm.Open(sqlite.Open(sqliteDSN(filepath.Join(cfg.DataDir, "userphone.db"))), gcfg)
 	} else {
-		s.db, err = gorm.Open(postgres.New(postgres.Config{DSN: cfg.DatabaseURL}), gcfg)
+		s.pool, err = openPool(cfg)
+		if err == nil {
+			s.db, err = gorm.Open(postgres.New(postgres.Config{Conn: stdlib.OpenDBFromPool(s.pool)}), gcfg)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open the %s database: %w", s.dialect, err)
@@ -138,17 +148,25 @@ func Open(cfg Config) (*Store, error) {
 	}
 	if s.dialect == SQLite {
 		s.sqlDB.SetMaxOpenConns(sqliteConns)
-	} else {
-		n := cfg.MaxConns
-		if n <= 0 {
-			n = DefaultMaxConns
-		}
-		s.sqlDB.SetMaxOpenConns(n)
-		s.sqlDB.SetMaxIdleConns(n)
-		s.sqlDB.SetConnMaxIdleTime(5 * time.Minute)
 	}
 	return s, nil
 }
+
+// openPool sets up PostgreSQL's pool of cfg.MaxConns connections, without
+// connecting.
+func openPool(cfg Config) (*pgxpool.Pool, error) {
+	pc, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		// pgx's error quotes the URL, password and all.
+		return nil, errors.New("the database URL does not parse; check USERPHONE_DATABASE_URL")
+	}
+	pc.MaxConns = int32(cmp.Or(cfg.MaxConns, DefaultMaxConns))
+	pc.MaxConnIdleTime = 5 * time.Minute
+	return pgxpool.NewWithConfig(context.Background(), pc)
+}
+
+// Pool is PostgreSQL's pool, which the job queue shares; nil on SQLite.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 // sqliteDSN sets up the SQLite file for a server: WAL so reads do not block
 // on writes, a busy timeout so writers queue instead of failing, and
@@ -177,7 +195,13 @@ func (s *Store) DB() *gorm.DB { return s.db }
 func (s *Store) SQLDB() *sql.DB { return s.sqlDB }
 
 // Close closes the connection pool.
-func (s *Store) Close() error { return s.sqlDB.Close() }
+func (s *Store) Close() error {
+	err := s.sqlDB.Close()
+	if s.pool != nil {
+		s.pool.Close() // the adapter's Close leaves the pool open
+	}
+	return err
+}
 
 // Ping reports whether the database answers.
 func (s *Store) Ping(ctx context.Context) error {
@@ -269,10 +293,45 @@ func (s *Store) migrator() (*goose.Provider, error) {
 // InTx runs fn in one transaction. A uniqueness conflict with a concurrent
 // transaction comes back as userphone.ErrConflict, so the caller can retry.
 func (s *Store) InTx(ctx context.Context, fn func(userphone.Tx) error) error {
+	if s.pool != nil {
+		return translate(s.inPgxTx(ctx, fn))
+	}
 	err := s.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
 		return fn(&tx{db: db, dialect: s.dialect, locking: true})
 	})
 	return translate(err)
+}
+
+// inPgxTx runs fn in a transaction that pgx begins on one connection of
+// the pool, with GORM's statements on the same connection: the job
+// queue's pgx driver inserts into that transaction (PgxTxOf), and its
+// insert's NOTIFY wakes the workers when it commits.
+func (s *Store) inPgxTx(ctx context.Context, fn func(userphone.Tx) error) error {
+	conn, err := s.sqlDB.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	var pc *pgx.Conn
+	if err := conn.Raw(func(driverConn any) error {
+		pc = driverConn.(*stdlib.Conn).Conn()
+		return nil
+	}); err != nil {
+		return err
+	}
+	ptx, err := pc.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	// Whatever fn did (an error, a panic), the connection goes back to the
+	// pool out of the transaction; after a commit this does nothing.
+	defer ptx.Rollback(context.WithoutCancel(ctx))
+	db := s.db.Session(&gorm.Session{NewDB: true, Context: ctx})
+	db.Statement.ConnPool = conn
+	if err := fn(&tx{db: db, dialect: s.dialect, locking: true, pgxTx: ptx}); err != nil {
+		return err
+	}
+	return ptx.Commit(ctx)
 }
 
 // Read runs fn in a read-only transaction, so that its reads see one

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
@@ -18,6 +19,9 @@ import (
 type tx struct {
 	db      *gorm.DB
 	dialect Dialect
+	// pgxTx is the PostgreSQL transaction that db's statements run in, for
+	// a job queue that inserts with pgx (PgxTxOf); nil on SQLite.
+	pgxTx pgx.Tx
 	// locking is false for Store.Read, which must not write.
 	locking bool
 	// versions remembers the version of each change this transaction read
@@ -211,45 +215,55 @@ func (t *tx) PurgeClosedBefore(ctx context.Context, before time.Time) (int64, er
 	return res.RowsAffected, err
 }
 
-// SQLTx is the database/sql transaction under this one; see SQLTxOf.
-func (t *tx) SQLTx() (*sql.Tx, bool) {
-	sqlTx, ok := t.db.Statement.ConnPool.(*sql.Tx)
-	return sqlTx, ok
-}
-
-// SQLTxer is a transaction that can name the database/sql transaction
-// under it. The store's own transactions are SQLTxers.
-type SQLTxer interface {
-	SQLTx() (*sql.Tx, bool)
-}
-
 // Unwrapper is a userphone.Tx that wraps another one, as tests do to put
 // faults between the flow and the store. Unwrap returns the wrapped Tx, so
-// that SQLTxOf can reach the store's transaction through any number of
-// wrappers, as errors.Unwrap reaches through wrapped errors.
+// that SQLTxOf and PgxTxOf can reach the store's transaction through any
+// number of wrappers, as errors.Unwrap reaches through wrapped errors.
 type Unwrapper interface {
 	Unwrap() userphone.Tx
 }
 
-// SQLTxOf returns the database/sql transaction under tx, so that a job
-// queue keeping its tables in the same database can insert jobs in the
-// transaction of the state change that announces them: the job then
+// SQLTxOf returns the database/sql transaction under tx (SQLite), so that
+// a job queue keeping its tables in the same database can insert jobs in
+// the transaction of the state change that announces them: the job then
 // commits or rolls back with the change. tx must come from Store.InTx,
 // possibly wrapped (see Unwrapper).
-func SQLTxOf(tx userphone.Tx) (*sql.Tx, error) {
-	for tx != nil {
-		if s, ok := tx.(SQLTxer); ok {
-			sqlTx, ok := s.SQLTx()
-			if !ok {
-				return nil, errors.New("store: the transaction is a read, not a write transaction from InTx")
-			}
-			return sqlTx, nil
+func SQLTxOf(t userphone.Tx) (*sql.Tx, error) {
+	st, err := storeTxOf(t)
+	if err != nil {
+		return nil, err
+	}
+	sqlTx, ok := st.db.Statement.ConnPool.(*sql.Tx)
+	if !ok {
+		return nil, errors.New("store: the transaction is no database/sql write transaction from InTx (a read, or PostgreSQL's: see PgxTxOf)")
+	}
+	return sqlTx, nil
+}
+
+// PgxTxOf is SQLTxOf for PostgreSQL, where the store's transactions are
+// pgx's, on the pool the job queue shares.
+func PgxTxOf(t userphone.Tx) (pgx.Tx, error) {
+	st, err := storeTxOf(t)
+	if err != nil {
+		return nil, err
+	}
+	if st.pgxTx == nil {
+		return nil, errors.New("store: the transaction is no PostgreSQL write transaction from InTx")
+	}
+	return st.pgxTx, nil
+}
+
+// storeTxOf finds the store's transaction under any wrappers.
+func storeTxOf(t userphone.Tx) (*tx, error) {
+	for t != nil {
+		if st, ok := t.(*tx); ok {
+			return st, nil
 		}
-		u, ok := tx.(Unwrapper)
+		u, ok := t.(Unwrapper)
 		if !ok {
 			break
 		}
-		tx = u.Unwrap()
+		t = u.Unwrap()
 	}
-	return nil, fmt.Errorf("store: %T is neither the store's transaction nor wraps one (see store.Unwrapper)", tx)
+	return nil, fmt.Errorf("store: %T is neither the store's transaction nor wraps one (see store.Unwrapper)", t)
 }

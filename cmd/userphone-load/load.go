@@ -45,6 +45,8 @@ type loadConfig struct {
 	Timeout        time.Duration
 	NumberStart    int64
 	Drain          time.Duration
+	// DatabaseURL is where the floor scenarios run.
+	DatabaseURL string
 }
 
 // defaultBaseURL is the API of a server started with its defaults.
@@ -59,7 +61,8 @@ func loadFlags(args []string, getenv func(string) string, stderr io.Writer) (loa
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
 	fs.StringVar(&c.BaseURL, "url", defaultBaseURL, "the server's API base URL")
-	fs.StringVar(&c.Scenario, "scenario", "check", "check, request, verify, flow, or baseline (the bare server only)")
+	fs.StringVar(&c.Scenario, "scenario", "check", "check, request, verify, flow, baseline (the bare server only), floor-select or floor-tx (net/http + pgx only)")
+	fs.StringVar(&c.DatabaseURL, "database-url", getenv("USERPHONE_DATABASE_URL"), "PostgreSQL, for the floor scenarios (default $USERPHONE_DATABASE_URL)")
 	fs.IntVar(&c.Concurrency, "c", 64, "connections: workers, each with one request in flight")
 	fs.DurationVar(&c.Duration, "d", 30*time.Second, "how long to measure")
 	fs.Int64Var(&c.Iterations, "n", 0, "measure this many iterations instead of a duration (a request for check and request, a PUT and verify for verify, a whole change for flow)")
@@ -188,7 +191,8 @@ type loadRun struct {
 	e       *loadEnv
 	started time.Time
 	stderr  io.Writer
-	// realServer is false for the baseline scenario, which needs no server.
+	// realServer is false for the baseline and the floors, which need no
+	// userphone.
 	realServer bool
 	rcv        *smsReceiver // nil when the scenario waits for no SMS
 	rcvAddr    string
@@ -208,7 +212,7 @@ func newLoadRun(args []string, getenv func(string) string, stderr io.Writer) (*l
 	}
 	sc, ok := scenarios(cfg.CheckStatus, cfg.TokensFile != "")[cfg.Scenario]
 	if !ok {
-		fmt.Fprintf(stderr, "userphone-load: %v: unknown -scenario %q; use check, request, verify, flow or baseline\n", errUsage, cfg.Scenario)
+		fmt.Fprintf(stderr, "userphone-load: %v: unknown -scenario %q; use check, request, verify, flow, baseline, floor-select or floor-tx\n", errUsage, cfg.Scenario)
 		return nil, 2
 	}
 	started := time.Now()
@@ -219,7 +223,8 @@ func newLoadRun(args []string, getenv func(string) string, stderr io.Writer) (*l
 		return nil, 2
 	}
 	e := &loadEnv{cfg: cfg, hc: hc, api: apiClient, codes: newMailbox(), links: newMailbox(), numbers: newNumbers(cfg.NumberStart)}
-	return &loadRun{cfg: cfg, sc: sc, e: e, started: started, stderr: stderr, realServer: sc.name != "baseline"}, 0
+	realServer := sc.name != "baseline" && sc.name != floorSelect && sc.name != floorTx
+	return &loadRun{cfg: cfg, sc: sc, e: e, started: started, stderr: stderr, realServer: realServer}, 0
 }
 
 // fail prints err and returns its exit status: 2 for a bad command line,
@@ -345,8 +350,8 @@ func (r *loadRun) prepare(ctx context.Context) error {
 // measure runs the scenario, and the baseline before or after it, and
 // reports both with what the receiver and the outbox saw.
 func (r *loadRun) measure(ctx context.Context) (*report, error) {
-	if r.sc.name == "baseline" {
-		url, stop, err := startBaseline()
+	if !r.realServer {
+		url, stop, err := r.startOwnServer(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -378,6 +383,15 @@ func (r *loadRun) measure(ctx context.Context) (*report, error) {
 	}
 	rep.Notes = notes(r.e, rep, r.rcv, r.tail)
 	return rep, nil
+}
+
+// startOwnServer starts the server in this process that a scenario without
+// userphone measures: the bare one, or a floor.
+func (r *loadRun) startOwnServer(ctx context.Context) (string, func(), error) {
+	if r.sc.name == "baseline" {
+		return startBaseline()
+	}
+	return startFloor(ctx, r.cfg.DatabaseURL)
 }
 
 // runBaseline measures the bare server with c's concurrency and duration.

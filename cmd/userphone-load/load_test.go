@@ -18,6 +18,7 @@ import (
 	"github.com/pace/userphone"
 	"github.com/pace/userphone/auth"
 	"github.com/pace/userphone/internal/testenv"
+	"github.com/pace/userphone/store/storetest"
 )
 
 // TestScenariosAgainstTheRealServer builds the real server, seeds its
@@ -56,6 +57,9 @@ func TestScenariosAgainstTheRealServer(t *testing.T) {
 		{"check-token-file", "check", []string{"-tokens", writeTokenFile(t, dataDir, 3), "-users", "3"}, []string{opCheck}},
 		// Three messages an iteration: a little longer.
 		{"flow", "flow", []string{"-d", "3s"}, []string{opPutFirst, opSMSWait, opVerifyFirst, opPutSecond, opEmailWait, opConfirmPage, opConfirmPost, opVerifySecond}},
+		// The floors: net/http + pgx alone, on PostgreSQL.
+		{"floor-select", floorSelect, []string{"-database-url", storetest.PostgresURL()}, []string{"select"}},
+		{"floor-tx", floorTx, []string{"-database-url", storetest.PostgresURL()}, []string{"tx"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "result.json")

@@ -96,6 +96,20 @@ func scenarios(checkStatus int, tokenFile bool) map[string]*scenario {
 			needsSMS: true, needsEmail: true, freshUsers: true,
 			iterate: iterateFlow,
 		},
+		// The floors: a bare net/http + pgx server doing the primitive
+		// work of a GET and a PUT (floor.go).
+		floorSelect: {
+			name:    floorSelect,
+			summary: "the floor of a GET: net/http + pgx in this process, one primary-key SELECT (needs -database-url)",
+			ops:     []opSpec{{name: "select", http: true, expected: []int{200}}},
+			iterate: iterateFloor(http.MethodGet, "/select"),
+		},
+		floorTx: {
+			name:    floorTx,
+			summary: "the floor of a PUT: net/http + pgx in this process, one transaction of an upsert and two inserts (needs -database-url)",
+			ops:     []opSpec{{name: "tx", http: true, expected: []int{200}}},
+			iterate: iterateFloor(http.MethodPut, "/tx"),
+		},
 		// The bare server alone: what this client and machine manage at
 		// most, without userphone.
 		"baseline": {
