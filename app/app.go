@@ -116,6 +116,9 @@ func (a *App) assemble(cfg Config, parts Parts, log *slog.Logger) error {
 		cfg.Flow.Observer, cfg.HTTP.Observer = parts.Metrics, parts.Metrics
 		parts.Metrics.WatchQueue(a.Queue)
 		parts.Metrics.WatchDB(a.Store.SQLDB())
+		if pool := a.Store.Pool(); pool != nil {
+			parts.Metrics.WatchPool(pool)
+		}
 	}
 	if a.Flow, err = flow.New(flowStore, a.Queue, cfg.Flow, log, parts.Clock); err != nil {
 		return err

@@ -156,6 +156,9 @@ func TestTheMetricsAfterAWholeFlow(t *testing.T) {
 			want(t, fams, 0, "userphone_delivery_failures_total")
 			want(t, fams, 0, "userphone_delivery_queue_depth")
 			want(t, fams, 0, "userphone_delivery_oldest_job_age_seconds")
+			if _, found := fams.Sum("userphone_db_pool_max_connections"); (d == store.Postgres) != found {
+				t.Errorf("the pgx pool's gauges: found %v on %s", found, d)
+			}
 			if _, found := fams.Sum("go_sql_open_connections", "db_name", "userphone"); !found {
 				t.Error("no database pool statistics")
 			}
