@@ -25,9 +25,8 @@ package hydratest
 
 import (
 	"bytes"
-	"context"
+	"cmp"
 	"crypto/rand"
-	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -50,6 +49,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver, for Postgres's schema
 
 	"github.com/pace/userphone/internal/testenv"
+	"github.com/pace/userphone/store/storetest"
 )
 
 // Version is the Hydra version that scripts/hydra/install.sh builds.
@@ -137,8 +137,8 @@ func AccessTokenTTL(d time.Duration) Option { return func(o *options) { o.access
 func DSN(dsn string) Option { return func(o *options) { o.dsn = dsn } }
 
 // Postgres makes Hydra keep its state in a new schema of the PostgreSQL
-// database at baseURL ("" means $USERPHONE_TEST_DATABASE_URL or
-// postgres://postgres@127.0.0.1:5432/test), dropped when the test ends, so
+// database at baseURL ("" means the tests' own, storetest.PostgresURL),
+// made by storetest.Schema and dropped when the test ends, so
 // that it survives Restart. To take the database away from Hydra, give a
 // baseURL whose host is a testservers.TCPProxy: Hydra then answers
 // introspection with 200 {"active":false}, not with an error.
@@ -184,7 +184,9 @@ func Start(t testing.TB, opts ...Option) *Server {
 		testenv.Missing(t, "Hydra "+Version, err)
 	}
 	if o.postgres {
-		o.dsn = postgresSchema(t, o.pgBase)
+		// Registered before Start's cleanup, so the schema is dropped
+		// after Hydra stopped.
+		o.dsn = storetest.Schema(t, cmp.Or(o.pgBase, storetest.PostgresURL()), "hydra_")
 	}
 	s := &Server{bin: bin, dir: t.TempDir(), strategy: o.strategy, dsn: o.dsn}
 	s.hydraPublic, s.hydraAdmin = testenv.FreeAddr(t), testenv.FreeAddr(t)
@@ -268,46 +270,6 @@ func hostPort(addr string) (string, int) {
 	var n int
 	fmt.Sscan(p, &n)
 	return h, n
-}
-
-// postgresSchema creates a schema in the database at base, dropped when the
-// test ends, and returns base with it as the search_path.
-func postgresSchema(t testing.TB, base string) string {
-	t.Helper()
-	if base == "" {
-		base = os.Getenv("USERPHONE_TEST_DATABASE_URL")
-	}
-	if base == "" {
-		base = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	db, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := db.PingContext(ctx); err != nil {
-		testenv.Missing(t, "PostgreSQL at "+base, err)
-	}
-	schema := "hydra_" + randomString(t, 12)
-	if _, err := db.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	// Registered before Start's cleanup, so it runs after Hydra stopped.
-	t.Cleanup(func() {
-		if _, err := db.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
-			t.Errorf("hydratest: drop schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
 }
 
 // env is the environment of Hydra: none of the developer's variables, which

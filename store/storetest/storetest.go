@@ -40,7 +40,15 @@ func Config(t testing.TB, dialect store.Dialect) store.Config {
 	if dialect == store.SQLite {
 		return store.Config{DataDir: dir}
 	}
-	base := PostgresURL()
+	return store.Config{DatabaseURL: Schema(t, PostgresURL(), "test_"), DataDir: dir}
+}
+
+// Schema creates a schema named prefix and a random suffix in the
+// PostgreSQL database at base, drops it when the test ends, and returns
+// base with the schema as its search_path: a database of the test's own
+// for the service, or for another program such as an OAuth2 server.
+func Schema(t testing.TB, base, prefix string) string {
+	t.Helper()
 	admin, err := sql.Open("pgx", base)
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +61,7 @@ func Config(t testing.TB, dialect store.Dialect) store.Config {
 	}
 	var b [6]byte
 	_, _ = rand.Read(b[:])
-	schema := "test_" + hex.EncodeToString(b[:])
+	schema := prefix + hex.EncodeToString(b[:])
 	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +77,7 @@ func Config(t testing.TB, dialect store.Dialect) store.Config {
 	q := u.Query()
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
-	return store.Config{DatabaseURL: u.String(), DataDir: dir}
+	return u.String()
 }
 
 // New opens and migrates a store on a fresh database of the dialect.
