@@ -30,9 +30,6 @@ const (
 	// that a client retrying a dead token does not hammer the issuer,
 	// short enough that a token that was not yet known is soon taken.
 	refusalCache = 5 * time.Second
-	// issuerRetryAfter is what a client is told to wait while the issuer
-	// cannot be asked.
-	issuerRetryAfter = 5 * time.Second
 )
 
 var (

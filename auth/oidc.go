@@ -34,14 +34,15 @@ const (
 	// Loading is retried after backoffMin, doubling up to backoffMax.
 	backoffMin = time.Second
 	backoffMax = 30 * time.Second
-	// notLoadedRetryAfter is what a client is told to wait while the
-	// issuer's keys are not loaded.
-	notLoadedRetryAfter = 5 * time.Second
+	// issuerRetryAfter is what a client is told to wait while the issuer
+	// cannot help: its keys are not loaded, or it cannot be asked about a
+	// token.
+	issuerRetryAfter = 5 * time.Second
 )
 
 var errNotLoaded = &userphone.Error{
 	Code:       userphone.CodeServiceUnavailable,
-	RetryAfter: notLoadedRetryAfter,
+	RetryAfter: issuerRetryAfter,
 	Detail:     "The token issuer's keys are not loaded yet; try again shortly.",
 }
 

@@ -49,7 +49,7 @@ func (s *Service) outgoing(ctx context.Context, kind string, c *userphone.PhoneC
 // previous one, and queues the SMS; or, for a number someone else owns
 // past the strangers' share, withholds it (see checkSMS).
 func (s *Service) issueCode(t *txn, c *userphone.PhoneChange) error {
-	_, withhold, err := s.checkSMS(t, c)
+	withhold, err := s.checkSMS(t, c)
 	if err != nil {
 		return err
 	}
@@ -80,21 +80,12 @@ func (s *Service) queueOwnerNotice(t *txn, c *userphone.PhoneChange) error {
 	if err := s.lock(t, "number:"+c.PhoneNumber); err != nil {
 		return err
 	}
-	owner, owned, err := t.tx.OwnerOf(t.ctx, c.PhoneNumber)
-	if err != nil {
-		return err
-	}
-	owned = owned && owner != c.UserID
-	if !owned {
-		owner = c.UserID
-	}
-	q := userphone.EventQuery{Kinds: []userphone.EventKind{userphone.EventRequested}, PhoneNumber: c.PhoneNumber, NotUserID: owner}
-	asked, _, err := countSince(t, q, 24*time.Hour)
+	owner, asked, err := s.countByOthers(t, c.PhoneNumber, c.UserID, []userphone.EventKind{userphone.EventRequested})
 	if err != nil {
 		return err
 	}
 	notice := userphone.Outgoing{Kind: KindNumberRequested, ChangeID: c.ID, Number: c.PhoneNumber, RequestID: userphone.RequestMetaFrom(t.ctx).ID}
-	if owned && asked <= ownerNoticesPerDay {
+	if owner != "" && asked <= ownerNoticesPerDay {
 		notice.UserID = owner
 	}
 	return s.queue.Enqueue(t.ctx, t.tx, notice)

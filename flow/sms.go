@@ -10,16 +10,13 @@ import (
 	"github.com/pace/userphone/phone"
 )
 
-// smsTarget is an SMS asked for: by whom, to which number, its range, the
-// client's network, and who owns the number.
+// smsTarget is an SMS asked for: by whom, to which number, its range and
+// the client's network.
 type smsTarget struct {
 	userID, number, prefix string
 	// netHash is the keyed hash of the client's network; empty when the
 	// call came from no client (a test, a tool).
 	netHash string
-	// owner is the user who has the number verified, when that is someone
-	// other than userID.
-	owner string
 }
 
 // smsEvents are what the SMS limits count: sent codes and withheld ones
@@ -41,67 +38,57 @@ const (
 )
 
 // checkSMS decides whether an SMS for c may go out now. It locks the
-// number, its range and the client's network, so that their counts hold
-// across replicas, then applies the user's allowance for the number, the
-// network's and the range's limits and the budget. withhold is true for
-// an SMS to a number someone else owns, past the share that strangers
-// have together: the caller answers as if sent, so that no answer tells
-// whether a number is someone's, and sends nothing.
-func (s *Service) checkSMS(t *txn, c *userphone.PhoneChange) (tg smsTarget, withhold bool, err error) {
-	tg = smsTarget{userID: c.UserID, number: c.PhoneNumber, prefix: phone.Prefix(c.PhoneNumber), netHash: s.networkHash(t)}
+// number, and the range and the client's network when their limits are
+// on, so that their counts hold across replicas, then applies the user's
+// allowance for the number, the network's and the range's limits and the
+// budget. withhold is true for an SMS to a number someone else owns, past
+// the share that strangers have together: the caller answers as if sent,
+// so that no answer tells whether a number is someone's, and sends
+// nothing.
+func (s *Service) checkSMS(t *txn, c *userphone.PhoneChange) (withhold bool, err error) {
+	tg := smsTarget{userID: c.UserID, number: c.PhoneNumber, prefix: phone.Prefix(c.PhoneNumber), netHash: s.networkHash(t)}
 	l := s.cfg.Limits
 	if err := s.lock(t, "number:"+tg.number, lockKey(l.SMSPerPrefixPerHour+l.SMSPerPrefixPerDay > 0, "prefix:"+tg.prefix),
 		lockKey(l.SMSPerNetworkPerHour+l.SMSPerNetworkPerDay > 0 && tg.netHash != "", "net:"+tg.netHash)); err != nil {
-		return tg, false, err
+		return false, err
 	}
-	checks := []func() error{
-		func() error {
-			return checkWindows(t, userphone.EventQuery{Kinds: smsEvents, UserID: tg.userID, PhoneNumber: tg.number},
-				hourly(l.SMSPerNumberPerHour, "SMS to this number", LimitNumberSMS), daily(l.SMSPerNumberPerDay, "SMS to this number", LimitNumberSMS))
-		},
-		func() error {
-			if tg.netHash == "" {
-				return nil
-			}
-			return checkWindows(t, userphone.EventQuery{Kinds: smsEvents, ClientNetHash: tg.netHash},
-				hourly(l.SMSPerNetworkPerHour, "SMS from your network", LimitNetworkSMS), daily(l.SMSPerNetworkPerDay, "SMS from your network", LimitNetworkSMS))
-		},
-		func() error {
-			return checkWindows(t, userphone.EventQuery{Kinds: smsEvents, DestPrefix: tg.prefix},
-				hourly(l.SMSPerPrefixPerHour, "SMS to numbers of this range", LimitPrefixSMS), daily(l.SMSPerPrefixPerDay, "SMS to numbers of this range", LimitPrefixSMS))
-		},
-		func() error { return s.checkBudget(t, tg) },
+	err = checkWindows(t, userphone.EventQuery{Kinds: smsEvents, UserID: tg.userID, PhoneNumber: tg.number},
+		hourly(l.SMSPerNumberPerHour, "SMS to this number", LimitNumberSMS), daily(l.SMSPerNumberPerDay, "SMS to this number", LimitNumberSMS))
+	if err == nil && tg.netHash != "" {
+		err = checkWindows(t, userphone.EventQuery{Kinds: smsEvents, ClientNetHash: tg.netHash},
+			hourly(l.SMSPerNetworkPerHour, "SMS from your network", LimitNetworkSMS), daily(l.SMSPerNetworkPerDay, "SMS from your network", LimitNetworkSMS))
 	}
-	for _, check := range checks {
-		if err := check(); err != nil {
-			return tg, false, err
-		}
+	if err == nil {
+		err = checkWindows(t, userphone.EventQuery{Kinds: smsEvents, DestPrefix: tg.prefix},
+			hourly(l.SMSPerPrefixPerHour, "SMS to numbers of this range", LimitPrefixSMS), daily(l.SMSPerPrefixPerDay, "SMS to numbers of this range", LimitPrefixSMS))
 	}
-	return s.strangersShare(t, tg)
+	if err == nil {
+		err = s.checkBudget(t, tg)
+	}
+	if err != nil {
+		return false, err
+	}
+	owner, sent, err := s.countByOthers(t, tg.number, tg.userID, smsEvents)
+	share := l.SMSToOwnedNumberPerDay
+	return owner != "" && share > 0 && sent >= share, err
 }
 
-// strangersShare fills in the number's owner, when it is someone else,
-// and says whether the SMS that all but the owner had sent to it today
-// used up their share.
-//
-// It runs the same statements for a free number as for an owned one, so
-// that its time tells nothing either.
-func (s *Service) strangersShare(t *txn, tg smsTarget) (smsTarget, bool, error) {
-	owner, owned, err := t.tx.OwnerOf(t.ctx, tg.number)
+// countByOthers names the user who has number verified, when that is
+// someone other than userID (else ""), and counts the events of kinds for
+// number today by everyone but its owner (or but userID, for a number
+// nobody else owns). It runs the same statements either way, so that its
+// time tells nothing of whose the number is.
+func (s *Service) countByOthers(t *txn, number, userID string, kinds []userphone.EventKind) (otherOwner string, n int, err error) {
+	owner, owned, err := t.tx.OwnerOf(t.ctx, number)
 	if err != nil {
-		return tg, false, err
+		return "", 0, err
 	}
-	owned = owned && owner != tg.userID
-	if !owned {
-		owner = tg.userID
+	excluded := userID
+	if owned && owner != userID {
+		otherOwner, excluded = owner, owner
 	}
-	n, _, err := countSince(t, userphone.EventQuery{Kinds: smsEvents, PhoneNumber: tg.number, NotUserID: owner}, 24*time.Hour)
-	if err != nil || !owned {
-		return tg, false, err
-	}
-	tg.owner = owner
-	share := s.cfg.Limits.SMSToOwnedNumberPerDay
-	return tg, share > 0 && n >= share, nil
+	n, _, err = countSince(t, userphone.EventQuery{Kinds: kinds, PhoneNumber: number, NotUserID: excluded}, 24*time.Hour)
+	return otherOwner, n, err
 }
 
 // checkBudget lets an SMS into the hour's budget. Half of it is open to
