@@ -31,13 +31,18 @@ func Cached(v Verifier, ttl time.Duration, size int, clock func() time.Time) Ver
 	if ttl <= 0 {
 		ttl = DefaultCacheTTL
 	}
+	return newCached(v, ttl, 0, size, clock)
+}
+
+// newCached is the cache of both kinds: refusalTTL 0 keeps no refusals.
+func newCached(v Verifier, ttl, refusalTTL time.Duration, size int, clock func() time.Time) *cachedVerifier {
 	if size <= 0 {
 		size = DefaultCacheSize
 	}
 	if clock == nil {
 		clock = time.Now
 	}
-	return &cachedVerifier{next: v, ttl: ttl, size: size, clock: clock, entries: map[[32]byte]cacheEntry{}}
+	return &cachedVerifier{next: v, ttl: ttl, refusalTTL: refusalTTL, size: size, clock: clock, entries: map[[32]byte]cacheEntry{}}
 }
 
 // CachedIntrospection wraps an Introspector: an active answer is trusted
@@ -46,9 +51,7 @@ func Cached(v Verifier, ttl time.Duration, size int, clock func() time.Time) Ver
 // token does not ask the issuer each time. An issuer that cannot be asked
 // is never cached.
 func CachedIntrospection(v Verifier, ttl time.Duration, clock func() time.Time) Verifier {
-	c := Cached(v, cmp.Or(ttl, DefaultIntrospectionCache), 0, clock).(*cachedVerifier)
-	c.refusalTTL = refusalCache
-	return c
+	return newCached(v, cmp.Or(ttl, DefaultIntrospectionCache), refusalCache, 0, clock)
 }
 
 type cachedVerifier struct {
