@@ -96,7 +96,7 @@ type Observer interface {
 // announces them, so a committed change never loses its message and a
 // rolled-back one never sends it.
 type Queue interface {
-	Enqueue(ctx context.Context, tx userphone.Tx, m userphone.Outgoing) error
+	Enqueue(ctx context.Context, tx userphone.Tx, ms ...userphone.Outgoing) error
 }
 
 // Service runs the flow on a store, and queues its messages.
@@ -150,7 +150,20 @@ type txn struct {
 	// emailUnverified is set when the caller's token says its e-mail
 	// address is not verified: it may not receive a confirmation link.
 	emailUnverified bool
+	// outgoing holds the messages this run announces; they are queued in
+	// one insert just before the commit (a round trip per job would cost
+	// more than the rest of the request).
+	outgoing []userphone.Outgoing
+	// locked holds the keys this run has locked: a lock lasts until the
+	// transaction ends, so taking it again would only cost a round trip.
+	locked map[string]bool
+	// owners memoizes the verified owner of a number, which cannot change
+	// within a run: the number's lock is held before it is asked.
+	owners map[string]string
 }
+
+// announce queues m with the transaction's other messages.
+func (t *txn) announce(m userphone.Outgoing) { t.outgoing = append(t.outgoing, m) }
 
 // upsertUser remembers the identity (but not an e-mail address the token
 // calls unverified) and locks the user's row, then reads the clock again:
@@ -201,7 +214,10 @@ func (s *Service) inTxOnce(ctx context.Context, fn func(t *txn) error) error {
 	err := s.store.InTx(ctx, func(tx userphone.Tx) error {
 		// A store that runs fn again starts with a fresh txn.
 		t = &txn{ctx: ctx, tx: tx, now: s.clock()}
-		return fn(t)
+		if err := fn(t); err != nil || len(t.outgoing) == 0 {
+			return err
+		}
+		return s.queue.Enqueue(ctx, tx, t.outgoing...)
 	})
 	if err == nil && s.cfg.Observer != nil && t != nil {
 		for _, kind := range t.steps {

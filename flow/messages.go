@@ -38,7 +38,8 @@ func (s *Service) issueEmail(t *txn, c *userphone.PhoneChange, user userphone.Us
 	if err := s.record(t, userphone.EventEmailSent, c, ""); err != nil {
 		return err
 	}
-	return s.queue.Enqueue(t.ctx, t.tx, s.outgoing(t.ctx, KindConfirmChange, c, n))
+	t.announce(s.outgoing(t.ctx, KindConfirmChange, c, n))
+	return nil
 }
 
 func (s *Service) outgoing(ctx context.Context, kind string, c *userphone.PhoneChange, n int) userphone.Outgoing {
@@ -61,7 +62,8 @@ func (s *Service) issueCode(t *txn, c *userphone.PhoneChange) error {
 	if err := s.record(t, userphone.EventSMSSent, c, ""); err != nil {
 		return err
 	}
-	return s.queue.Enqueue(t.ctx, t.tx, s.outgoing(t.ctx, KindCode, c, n))
+	t.announce(s.outgoing(t.ctx, KindCode, c, n))
+	return nil
 }
 
 // ownerNoticesPerDay bounds the e-mails that tell one owner of requests
@@ -88,7 +90,8 @@ func (s *Service) queueOwnerNotice(t *txn, c *userphone.PhoneChange) error {
 	if owner != "" && asked <= ownerNoticesPerDay {
 		notice.UserID = owner
 	}
-	return s.queue.Enqueue(t.ctx, t.tx, notice)
+	t.announce(notice)
+	return nil
 }
 
 func (s *Service) markSent(c *userphone.PhoneChange, now time.Time) int {

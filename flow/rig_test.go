@@ -148,12 +148,12 @@ func (q *recordingQueue) InTx(ctx context.Context, fn func(userphone.Tx) error) 
 	return nil
 }
 
-func (q *recordingQueue) Enqueue(_ context.Context, tx userphone.Tx, m userphone.Outgoing) error {
+func (q *recordingQueue) Enqueue(_ context.Context, tx userphone.Tx, ms ...userphone.Outgoing) error {
 	et, ok := tx.(*enqueuingTx)
 	if !ok {
 		return errors.New("enqueue outside a transaction of the store")
 	}
-	et.pending = append(et.pending, m)
+	et.pending = append(et.pending, ms...)
 	return nil
 }
 

@@ -79,12 +79,12 @@ func (s *Service) checkSMS(t *txn, c *userphone.PhoneChange) (withhold bool, err
 // nobody else owns). It runs the same statements either way, so that its
 // time tells nothing of whose the number is.
 func (s *Service) countByOthers(t *txn, number, userID string, kinds []userphone.EventKind) (otherOwner string, n int, err error) {
-	owner, owned, err := t.tx.OwnerOf(t.ctx, number)
+	owner, err := t.ownerOf(number)
 	if err != nil {
 		return "", 0, err
 	}
 	excluded := userID
-	if owned && owner != userID {
+	if owner != "" && owner != userID {
 		otherOwner, excluded = owner, owner
 	}
 	n, _, err = countSince(t, userphone.EventQuery{Kinds: kinds, PhoneNumber: number, NotUserID: excluded}, 24*time.Hour)
@@ -224,13 +224,34 @@ func lockKey(limitOn bool, key string) string {
 // racing request's lock against the user.
 func (s *Service) lock(t *txn, keys ...string) error {
 	for _, k := range keys {
-		if k == "" {
+		if k == "" || t.locked[k] {
 			continue
 		}
 		if err := t.tx.Lock(t.ctx, k); err != nil {
 			return err
 		}
+		if t.locked == nil {
+			t.locked = map[string]bool{}
+		}
+		t.locked[k] = true
 	}
 	t.now = s.clock()
 	return nil
+}
+
+// ownerOf returns the user who has number verified ("" for nobody), asking
+// the store once per run.
+func (t *txn) ownerOf(number string) (string, error) {
+	if owner, ok := t.owners[number]; ok {
+		return owner, nil
+	}
+	owner, _, err := t.tx.OwnerOf(t.ctx, number)
+	if err != nil {
+		return "", err
+	}
+	if t.owners == nil {
+		t.owners = map[string]string{}
+	}
+	t.owners[number] = owner
+	return owner, nil
 }

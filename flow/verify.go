@@ -119,10 +119,11 @@ func (s *Service) tellOfMovedNumber(t *txn, prev userphone.User, c *userphone.Ph
 	if err := s.recordEvent(t, moved); err != nil {
 		return err
 	}
-	return s.queue.Enqueue(t.ctx, t.tx, userphone.Outgoing{
+	t.announce(userphone.Outgoing{
 		Kind: KindNumberRemoved, ChangeID: c.ID, UserID: prev.ID, Number: c.PhoneNumber,
 		RequestID: userphone.RequestMetaFrom(t.ctx).ID,
 	})
+	return nil
 }
 
 // wrongCode counts a wrong attempt and cancels the change when none are

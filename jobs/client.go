@@ -22,8 +22,8 @@ type riverClient interface {
 	JobList(ctx context.Context, params *river.JobListParams) (*river.JobListResult, error)
 	// Insert inserts a job outside any transaction of the store's.
 	Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
-	// insertIn inserts a job in the store's transaction tx.
-	insertIn(ctx context.Context, tx userphone.Tx, args river.JobArgs) error
+	// insertIn inserts jobs in the store's transaction tx.
+	insertIn(ctx context.Context, tx userphone.Tx, args ...river.JobArgs) error
 	migrate(ctx context.Context) error
 }
 
@@ -44,12 +44,16 @@ func newRiverClient[TTx any](driver riverdriver.Driver[TTx], rc *river.Config, t
 	return &typedClient[TTx]{Client: c, driver: driver, txOf: txOf, log: log}, nil
 }
 
-func (c *typedClient[TTx]) insertIn(ctx context.Context, tx userphone.Tx, args river.JobArgs) error {
+func (c *typedClient[TTx]) insertIn(ctx context.Context, tx userphone.Tx, args ...river.JobArgs) error {
 	t, err := c.txOf(tx)
 	if err != nil {
 		return fmt.Errorf("jobs: %w", err)
 	}
-	_, err = c.InsertTx(ctx, t, args, nil)
+	params := make([]river.InsertManyParams, len(args))
+	for i, a := range args {
+		params[i] = river.InsertManyParams{Args: a}
+	}
+	_, err = c.InsertManyTx(ctx, t, params)
 	return err
 }
 

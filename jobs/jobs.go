@@ -256,10 +256,15 @@ func (q *Queue) Stop(ctx context.Context) error {
 	return q.client.Stop(ctx)
 }
 
-// Enqueue inserts m in tx, the store transaction of the state change that
-// announces it: the job commits or rolls back with that change.
-func (q *Queue) Enqueue(ctx context.Context, tx userphone.Tx, m userphone.Outgoing) error {
-	return q.client.insertIn(ctx, tx, sendArgs{Outgoing: m})
+// Enqueue inserts ms in tx, the store transaction of the state change that
+// announces them, in one statement: the jobs commit or roll back with that
+// change.
+func (q *Queue) Enqueue(ctx context.Context, tx userphone.Tx, ms ...userphone.Outgoing) error {
+	args := make([]river.JobArgs, len(ms))
+	for i, m := range ms {
+		args[i] = sendArgs{Outgoing: m}
+	}
+	return q.client.insertIn(ctx, tx, args...)
 }
 
 // backoff waits first × 2^(n-1) after the n-th failure, capped, with up to
