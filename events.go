@@ -15,7 +15,10 @@ const (
 	EventSMSSent        EventKind = "sms-sent" // queued for delivery
 	// EventSMSWithheld: a code for a number another user has verified,
 	// past the small allowance strangers share; it is not sent.
-	EventSMSWithheld    EventKind = "sms-withheld"
+	EventSMSWithheld EventKind = "sms-withheld"
+	// EventTestCode: a code for a test number, its fixed one; nothing is
+	// sent, and no SMS limit counts it.
+	EventTestCode       EventKind = "test-code"
 	EventVerifyFailed   EventKind = "verify-failed"
 	EventVerified       EventKind = "verified"
 	EventExpired        EventKind = "expired"

@@ -49,7 +49,10 @@ func (s *Service) acceptableNumber(rawNumber string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return number, s.checkDestination(number)
+	if err := s.checkDestination(number); err != nil {
+		return "", err
+	}
+	return number, s.refuseEndedTestNumber(number, s.clock())
 }
 
 // keepVerifiedNumber answers a request for the number the user already

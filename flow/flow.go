@@ -10,10 +10,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/pace/userphone"
 	"github.com/pace/userphone/internal/logs"
+	"github.com/pace/userphone/phone"
 )
 
 // Config holds the flow's rules. DefaultConfig gives each its default,
@@ -38,6 +40,11 @@ type Config struct {
 	// link is ConfirmURL?token=….
 	ConfirmURL string
 	Limits     Limits
+	// TestNumbers are numbers whose changes send no SMS: each one's fixed
+	// code verifies it (see testnumbers.go). None by default.
+	TestNumbers phone.TestNumbers
+	// TestNumbersUntil ends the test numbers; zero is never.
+	TestNumbersUntil time.Time
 	// Observer is told of the flow's steps, for metrics; nil tells no one.
 	Observer Observer
 }
@@ -109,6 +116,8 @@ type Service struct {
 	// originHost is the host of the SMS's origin-bound code line; empty
 	// for none.
 	originHost string
+	// endOfTestNumbers logs, once, that the test numbers have ended.
+	endOfTestNumbers sync.Once
 }
 
 // New returns a Service. now may be nil for the wall clock, log nil to
@@ -133,6 +142,9 @@ func New(store userphone.Store, queue Queue, cfg Config, log *slog.Logger, now f
 	s := &Service{store: store, queue: queue, cfg: cfg, log: logs.OrDiscard(log), now: now}
 	if cfg.OriginBoundCodes {
 		s.originHost = u.Hostname()
+	}
+	if err := checkTestNumbers(s); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

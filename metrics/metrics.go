@@ -60,6 +60,7 @@ var eventNames = map[userphone.EventKind]string{
 	userphone.EventEmailConfirmed: "email_confirmed",
 	userphone.EventSMSSent:        "sms_sent",
 	userphone.EventSMSWithheld:    "sms_withheld",
+	userphone.EventTestCode:       "test_code",
 	userphone.EventVerified:       "verified",
 	userphone.EventVerifyFailed:   "wrong_code",
 	userphone.EventExpired:        "expired",

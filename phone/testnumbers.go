@@ -19,12 +19,13 @@ type TestNumbers map[string]string
 var fixedCode = regexp.MustCompile(`^[0-9]{6}$`)
 
 // LoadTestNumbers reads the test numbers of a setting's value: pairs of a
-// number and its code, "+4915112345678=123456,+4915112345679=654321", or the
-// path of a file holding such pairs, separated by commas or new lines, with
-// "#" starting a comment. An empty value is no test numbers.
+// number and its code, "+4915112345678=123456,+4915112345679=654321", or
+// the path of a file (a value with no "=" and no "+") holding such pairs,
+// separated by commas or new lines, with "#" starting a comment. An empty
+// value is no test numbers.
 func LoadTestNumbers(value string) (TestNumbers, error) {
 	value = strings.TrimSpace(value)
-	if value == "" || strings.Contains(value, "=") {
+	if value == "" || strings.ContainsAny(value, "=+") {
 		return ParseTestNumbers(value)
 	}
 	text, err := os.ReadFile(value)
