@@ -40,6 +40,9 @@ type config struct {
 	// Dev asks for dev sign-in where it would be refused otherwise (see
 	// checkServe).
 	Dev bool
+	// AllowTestNumbers lets test numbers run with an OIDC issuer: a
+	// staging instance, on purpose.
+	AllowTestNumbers bool
 	// fromEnv names the variables the environment set; the rest are
 	// defaults. warnings are said once the logger exists.
 	fromEnv  map[string]bool
@@ -148,6 +151,9 @@ func (c *config) checkTogether() error {
 		}
 		c.App.Flow.Limits = flow.WithoutAbuseLimits(c.App.Flow.Limits)
 		c.App.HTTP.IPRate = 0
+	}
+	if len(c.App.Flow.TestNumbers) > 0 && c.Auth.Issuer != "" && !c.AllowTestNumbers {
+		return &settingError{"USERPHONE_TEST_NUMBERS", "is set with an OIDC issuer, and their fixed codes would let any user verify those numbers without a phone; on a staging instance set USERPHONE_ALLOW_TEST_NUMBERS=1 as well, else remove it"}
 	}
 	if c.App.PublicURL == "" {
 		c.App.PublicURL = "http://" + loopbackFor(c.Addr)

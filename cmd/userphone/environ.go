@@ -11,11 +11,16 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/pace/userphone/phone"
 )
 
 // readElsewhere are the prefixes of USERPHONE_* variables that the tests
-// and tools read, and the server ignores on purpose.
-var readElsewhere = []string{"USERPHONE_TEST_", "USERPHONE_FAULTS", "USERPHONE_LOAD_", "USERPHONE_SDK_", "USERPHONE_CONTRACT_COVERAGE"}
+// and tools read, and the server ignores on purpose; but a name within
+// nearMiss edits of a setting's (USERPHONE_TEST_NUMBER) is still a typo.
+var readElsewhere = []string{"USERPHONE_TEST_", "USERPHONE_FAULTS", "USERPHONE_LOAD_", "USERPHONE_SDK_", "USERPHONE_CONTRACT_"}
+
+const nearMiss = 2
 
 // unknownVariables warns of each USERPHONE_* variable no setting reads: a
 // mistyped name would otherwise leave its default in force in silence.
@@ -26,10 +31,14 @@ func unknownVariables(vars map[string]string, settings []setting) []string {
 	}
 	var warnings []string
 	for name := range vars {
-		if slices.Contains(known, name) || slices.ContainsFunc(readElsewhere, func(p string) bool { return strings.HasPrefix(name, p) }) {
+		if slices.Contains(known, name) {
 			continue
 		}
-		warnings = append(warnings, fmt.Sprintf("%s is not a setting and is ignored; did you mean %s?", name, closest(name, known)))
+		suggestion := closest(name, known)
+		if slices.ContainsFunc(readElsewhere, func(p string) bool { return strings.HasPrefix(name, p) }) && editDistance(name, suggestion) > nearMiss {
+			continue
+		}
+		warnings = append(warnings, fmt.Sprintf("%s is not a setting and is ignored; did you mean %s?", name, suggestion))
 	}
 	slices.Sort(warnings)
 	return warnings
@@ -121,6 +130,8 @@ func valueText(field any) string {
 		return strings.Join(*v, ",")
 	case *[]byte:
 		return hex.EncodeToString(*v)
+	case *phone.TestNumbers:
+		return strings.Join(v.Numbers(), ",") // never the codes
 	case *slog.Level:
 		return strings.ToLower(v.String())
 	case *switchedOff:

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pace/userphone/app"
+	"github.com/pace/userphone/flow"
 	"github.com/pace/userphone/openapi"
 	"github.com/pace/userphone/store"
 )
@@ -41,6 +42,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if cfg.LimitsOff {
 		log.Warn("every abuse limit is off (USERPHONE_LIMITS=off): one client may send any number of SMS; for load tests only")
 	}
+	logTestNumbers(cfg.App.Flow, log, time.Now())
 	cfg.App.Log = log
 	a, err := app.New(cfg.App, app.Parts{Verifier: verifier, Sender: sender, Metrics: obs.metrics})
 	if err != nil {
@@ -67,6 +69,21 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		return err
 	}
 	return serveHTTP(ctx, cfg, a, log)
+}
+
+// logTestNumbers says, at each start, how many test numbers there are and
+// when they end; never their codes.
+func logTestNumbers(f flow.Config, log *slog.Logger, now time.Time) {
+	n := len(f.TestNumbers)
+	switch {
+	case n == 0:
+	case f.TestNumbersUntil.IsZero():
+		log.Warn("test numbers on (USERPHONE_TEST_NUMBERS): their changes send no SMS, their fixed codes verify them; they have no end date (USERPHONE_TEST_NUMBERS_UNTIL)", "test_numbers", n)
+	case now.Before(f.TestNumbersUntil):
+		log.Warn("test numbers on (USERPHONE_TEST_NUMBERS): their changes send no SMS, their fixed codes verify them", "test_numbers", n, "until", f.TestNumbersUntil.Format(time.RFC3339))
+	default:
+		log.Warn("the test numbers have ended (USERPHONE_TEST_NUMBERS_UNTIL): requests for them are refused; renew the date or remove USERPHONE_TEST_NUMBERS", "test_numbers", n, "until", f.TestNumbersUntil.Format(time.RFC3339))
+	}
 }
 
 // checkServe refuses the settings that would serve unsafely: dev sign-in

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pace/userphone/flow"
 	"github.com/pace/userphone/jobs"
+	"github.com/pace/userphone/phone"
 	"github.com/pace/userphone/store"
 )
 
@@ -96,6 +97,9 @@ func (c *config) settings() []setting {
 		{name: "USERPHONE_LIMIT_IP_BURST", binding: integer(&a.HTTP.IPBurst, 1, 100000)},
 		{name: "USERPHONE_TRUSTED_PROXIES", binding: cidrs(&a.HTTP.TrustedProxies)},
 		{name: "USERPHONE_ALLOWED_REGIONS", binding: regions(&a.Flow.Limits.AllowedRegions)},
+		{name: "USERPHONE_TEST_NUMBERS", binding: testNumbers(&a.Flow.TestNumbers), mask: maskValue},
+		{name: "USERPHONE_TEST_NUMBERS_UNTIL", binding: endDate(&a.Flow.TestNumbersUntil)},
+		{name: "USERPHONE_ALLOW_TEST_NUMBERS", binding: boolean(&c.AllowTestNumbers)},
 		{name: "USERPHONE_SMTP_URL", binding: text(&c.Delivery.SMTP.URL), mask: maskPassword},
 		{name: "USERPHONE_MAIL_FROM", binding: text(&c.Delivery.SMTP.From)},
 		{name: "USERPHONE_SMTP_TLS", binding: oneOf(&c.Delivery.SMTP.TLSPolicy, "mandatory", "opportunistic", "none")},
@@ -252,6 +256,31 @@ func date(p *time.Time) binding {
 			}
 		}
 		return fmt.Errorf("%q is not a date; use e.g. 2027-06-30 or 2027-06-30T00:00:00Z", v)
+	}}
+}
+
+// endDate reads the end of a period: a date is its last day, to its end
+// in UTC; a time is that instant.
+func endDate(p *time.Time) binding {
+	return binding{p, func(v string) error {
+		if day, err := time.Parse(time.DateOnly, v); err == nil {
+			*p = day.Add(24 * time.Hour)
+			return nil
+		}
+		if t, err := time.Parse(time.RFC3339, v); err == nil {
+			*p = t.UTC()
+			return nil
+		}
+		return fmt.Errorf("%q is not a date; use e.g. 2027-06-30 (its last day) or 2027-06-30T18:00:00Z", v)
+	}}
+}
+
+// testNumbers reads the test numbers and their codes (phone.LoadTestNumbers).
+func testNumbers(p *phone.TestNumbers) binding {
+	return binding{p, func(v string) error {
+		n, err := phone.LoadTestNumbers(v)
+		*p = n
+		return err
 	}}
 }
 
