@@ -39,9 +39,9 @@ for ((t = 30; t <= DURATION; t += 30)); do
   for r in 1 2; do
     m=$(curl -s http://127.0.0.1:1910$r/metrics)
     get() { awk -v k="$1" '$1 == k {print $2}' <<<"$m"; }
-    printf 't=%ds replica=%d rss_kb=%s goroutines=%s heap_bytes=%s open_conns=%s queue=%s\n' "$t" "$r" \
+    printf 't=%ds replica=%d rss_kb=%s goroutines=%s heap_bytes=%s pool_conns=%s queue=%s\n' "$t" "$r" \
       "$(awk '/VmRSS/ {print $2}' /proc/"${pids[$((r - 1))]}"/status)" "$(get go_goroutines)" \
-      "$(get go_memstats_heap_inuse_bytes)" "$(get 'go_sql_open_connections{db_name="userphone"}')" \
+      "$(get go_memstats_heap_inuse_bytes)" "$(get userphone_db_pool_connections)" \
       "$(get userphone_delivery_queue_depth)"
   done
 done | tee "$out/samples.txt"
