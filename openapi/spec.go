@@ -15,8 +15,12 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 )
 
-// Spec is the OpenAPI document exactly as committed, served at
-// /openapi.yaml and parsed by Load.
+// SpecPath is where an instance serves its spec (ServedBy), at its root,
+// outside BasePath.
+const SpecPath = "/openapi.yaml"
+
+// Spec is the OpenAPI document exactly as committed, served at SpecPath
+// and parsed by Load.
 //
 //go:embed userphone.yaml
 var Spec []byte

@@ -160,9 +160,9 @@ func routePublicPages(engine *gin.Engine, readiness func(context.Context) error,
 		spec = openapi.Spec
 	}
 	for path, h := range map[string]gin.HandlerFunc{
-		"/health/live":  func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "live"}) },
-		"/health/ready": ready(readiness),
-		"/openapi.yaml": func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", spec) },
+		"/health/live":   func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "live"}) },
+		"/health/ready":  ready(readiness),
+		openapi.SpecPath: func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", spec) },
 	} {
 		engine.GET(path, h)
 		engine.HEAD(path, h)
