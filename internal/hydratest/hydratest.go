@@ -74,28 +74,7 @@ const (
 // $(go env GOPATH)/bin/hydra-v2.3.0 as scripts/hydra/install.sh builds it.
 // It returns an error if there is no executable file there.
 func Binary() (string, error) {
-	bin := os.Getenv(BinaryEnv)
-	if bin == "" {
-		gopath := os.Getenv("GOPATH")
-		if gopath == "" {
-			if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
-				gopath = strings.TrimSpace(string(out))
-			}
-		}
-		if gopath == "" {
-			home, _ := os.UserHomeDir()
-			gopath = filepath.Join(home, "go")
-		}
-		bin = filepath.Join(strings.Split(gopath, string(os.PathListSeparator))[0], "bin", "hydra-"+Version)
-	}
-	fi, err := os.Stat(bin)
-	if err != nil {
-		return "", fmt.Errorf("%w (build it with scripts/hydra/install.sh, or set %s)", err, BinaryEnv)
-	}
-	if fi.IsDir() || fi.Mode()&0o111 == 0 {
-		return "", fmt.Errorf("%s is not an executable file", bin)
-	}
-	return bin, nil
+	return testenv.ToolBinary(BinaryEnv, "hydra-"+Version, "scripts/hydra/install.sh")
 }
 
 // Option changes Start's defaults.
@@ -311,28 +290,18 @@ func (s *Server) startProcess(t testing.TB) {
 	s.proc = p
 	s.mu.Unlock()
 
-	deadline := time.Now().Add(60 * time.Second)
-	for _, u := range []string{"http://" + s.hydraAdmin + "/health/ready", "http://" + s.hydraPublic + "/health/ready"} {
-		for {
-			select {
-			case err := <-p.exited:
-				p.exited <- err
-				t.Fatalf("hydra exited before it was ready: %v", err)
-			default:
-			}
-			resp, err := http.Get(u)
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					break
-				}
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("hydra was not ready within 60 s: %v", err)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+	testenv.WaitReady(t, "hydra", p.exited, 60*time.Second, func() bool {
+		return answersOK("http://"+s.hydraAdmin+"/health/ready") && answersOK("http://"+s.hydraPublic+"/health/ready")
+	}, nil)
+}
+
+func answersOK(u string) bool {
+	resp, err := http.Get(u)
+	if err != nil {
+		return false
 	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 // Stop ends the Hydra process (SIGTERM, then SIGKILL after 10 s); the
@@ -345,13 +314,7 @@ func (s *Server) Stop() {
 	if p == nil {
 		return
 	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.exited
-	}
+	testenv.StopGroup(p.cmd, p.exited, 10*time.Second)
 	s.public.transport.CloseIdleConnections()
 	s.admin.transport.CloseIdleConnections()
 }
