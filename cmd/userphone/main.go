@@ -30,6 +30,10 @@ Usage:
   userphone rotate-secret
                          make the database take USERPHONE_SECRET as its secret
   userphone version      print the version, the commit and the spec's version
+  userphone contract-test -url URL (-token TOKEN | -token-command CMD | -token-url URL -client-id ID -client-secret S)
+                         [-test-numbers PAIRS|FILE] [-mailpit-url URL] [-public-url URL] [-allow-skip]
+                         [-junit FILE] [-timeout 2m] [-v]
+                         check a deployed instance against the spec through the whole flow
 
 Configuration comes from USERPHONE_* environment variables; see README.md.
 `
@@ -58,6 +62,10 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 			return 1
 		}
 		return 0
+	case "contract-test":
+		// A client of a deployed instance: it needs none of the server's
+		// settings.
+		return contractTest(ctx, args, environ, stdout, stderr)
 	}
 	cfg, err := loadConfig(environ)
 	if err != nil {
