@@ -58,7 +58,8 @@ func TestTypeScriptSDKRunsTheWholeFlow(t *testing.T) {
 			dataDir := filepath.Join(t.TempDir(), "data")
 			var base string
 			step(t, "start the server", func() {
-				base = testenv.StartUserphone(t, bin, map[string]string{"USERPHONE_DATA_DIR": dataDir}) + "/user/2021-2"
+				base = testenv.StartUserphone(t, bin, map[string]string{"USERPHONE_DATA_DIR": dataDir,
+					"USERPHONE_TEST_NUMBERS": stagingTestNumber}) + "/user/2021-2"
 			})
 			var prism *prismProxy
 			if viaPrism {
@@ -69,6 +70,9 @@ func TestTypeScriptSDKRunsTheWholeFlow(t *testing.T) {
 				"USERPHONE_SDK_BASE_URL": base,
 				"USERPHONE_SDK_DATA_DIR": dataDir,
 				"USERPHONE_SDK_BIN":      bin,
+				// The README's staging test (test/staging.test.ts).
+				"STAGING_API_URL": base,
+				"STAGING_TOKEN":   mintToken(t, bin, dataDir, "staging-"+name),
 			}
 			if viaPrism {
 				vars["USERPHONE_SDK_VIA_PRISM"] = "1"
@@ -78,6 +82,38 @@ func TestTypeScriptSDKRunsTheWholeFlow(t *testing.T) {
 				prism.checkNoViolations(t)
 			}
 		})
+	}
+}
+
+// stagingTestNumber is the test number of the README's staging test.
+const stagingTestNumber = "+4915112340001=424242"
+
+// mintToken returns a dev token for a new user sub, from `userphone token`.
+func mintToken(t *testing.T, bin, dataDir, sub string) string {
+	t.Helper()
+	cmd := exec.Command(bin, "token", "--sub", strings.ReplaceAll(sub, " ", "-"), "--email", "staging@example.com")
+	cmd.Env = testenv.Environ(map[string]string{"USERPHONE_DATA_DIR": dataDir})
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("userphone token: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// The README shows the staging test word for word, from its first import
+// to its end: what a frontend team copies is what runs here.
+func TestTheREADMEShowsTheStagingTestAsItRuns(t *testing.T) {
+	file, err := os.ReadFile("test/staging.test.ts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recipe := string(file)[strings.Index(string(file), "import "):]
+	if !strings.Contains(string(readme), "```ts\n"+recipe+"```") {
+		t.Fatalf("README.md does not show sdk/typescript/test/staging.test.ts as it is, from its first import:\n%s", recipe)
 	}
 }
 
