@@ -35,18 +35,20 @@ func (r *rig) trailCount(userID string, kind userphone.EventKind) int64 {
 
 // A test number goes through the whole flow with no SMS: a wrong code is a
 // wrong attempt, the fixed code verifies, the trail marks the code as a
-// test code, and the SMS budget and the number's SMS limits do not count
-// it (a budget of one SMS is still whole afterwards).
+// test code, and the SMS budget, the network's and the number's SMS limits
+// do not count it (a budget and a network limit of one SMS are still whole
+// afterwards, for a request from the same network).
 func TestATestNumberVerifiesWithItsFixedCodeAndSendsNothing(t *testing.T) {
 	tight := flow.Limits{SMSPerHour: 1, SMSPerNumberPerHour: 1, SMSPerNumberPerDay: 1, SMSPerNetworkPerHour: 1, SMSPerPrefixPerHour: 1, SMSToOwnedNumberPerDay: 1}
 	forEachDialect(t, rigOptions{limits: tight, configure: withTestNumbers(time.Time{})}, func(t *testing.T, r *rig) {
+		office := from("203.0.113.9") // one network, whose limit is one SMS an hour
 		for _, sub := range []string{"tn1", "tn2", "tn3"} {
 			id := user(sub, sub+"@example.com")
-			p := r.request(id, testNumber)
-			if p.Pending == nil || p.Pending.Status != userphone.StatusAwaitingCode {
-				t.Fatalf("%s: pending %+v", sub, p.Pending)
+			p, created, err := r.svc.RequestChange(office, id, testNumber)
+			if err != nil || !created || p.Pending == nil || p.Pending.Status != userphone.StatusAwaitingCode {
+				t.Fatalf("%s: %v, created %v, pending %+v", sub, err, created, p.Pending)
 			}
-			_, err := r.svc.Verify(from("203.0.113.9"), id, "000000")
+			_, err = r.svc.Verify(office, id, "000000")
 			wantRefusal(t, err, userphone.CodeInvalidCode)
 			if _, err := r.svc.Verify(ctx, id, testCode); err != nil {
 				t.Fatalf("%s: the fixed code: %v", sub, err)
@@ -61,9 +63,8 @@ func TestATestNumberVerifiesWithItsFixedCodeAndSendsNothing(t *testing.T) {
 		if sms := r.messagesTo(testNumber); len(sms) != 0 {
 			t.Fatalf("a test number got %d SMS", len(sms))
 		}
-		r.request(user("real", ""), numberA)
-		if len(r.messagesTo(numberA)) != 1 {
-			t.Fatal("the budget of one SMS was spent by test numbers")
+		if _, _, err := r.svc.RequestChange(office, user("real", ""), numberA); err != nil || len(r.messagesTo(numberA)) != 1 {
+			t.Fatalf("the network's or the budget's one SMS was spent by test numbers: %v", err)
 		}
 	})
 }
