@@ -15,6 +15,10 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 )
 
+// MediaTypeJSONAPI is JSON:API's media type: the spec's phone documents,
+// its error documents and its UpdateUserPhone request body.
+const MediaTypeJSONAPI = "application/vnd.api+json"
+
 // SpecPath is where an instance serves its spec (ServedBy), at its root,
 // outside BasePath.
 const SpecPath = "/openapi.yaml"

@@ -15,6 +15,7 @@ import (
 	"github.com/pace/userphone"
 	"github.com/pace/userphone/gen/api"
 	"github.com/pace/userphone/internal/logs"
+	"github.com/pace/userphone/openapi"
 )
 
 // errorKinds is the one place where an error code becomes an HTTP status
@@ -159,7 +160,7 @@ func (r jsonAPI) Render(w http.ResponseWriter) error {
 }
 
 func (jsonAPI) WriteContentType(w http.ResponseWriter) {
-	w.Header().Set("Content-Type", "application/vnd.api+json")
+	w.Header().Set("Content-Type", openapi.MediaTypeJSONAPI)
 }
 
 // loggerFrom returns the request's logger, which accessLog puts on the

@@ -12,6 +12,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 
 	"github.com/pace/userphone/gen/api"
+	"github.com/pace/userphone/openapi"
 )
 
 // requestError explains a kin-openapi validation failure as a JSON:API
@@ -88,21 +89,17 @@ func mediaKind(re *openapi3filter.RequestError) string {
 	return "JSON"
 }
 
-// jsonAPIMediaType is JSON:API's media type; the spec's request bodies
-// name it.
-const jsonAPIMediaType = "application/vnd.api+json"
-
 // checkJSONAPIParameters refuses JSON:API's media type with a parameter
 // other than ext and profile: JSON:API 1.1 asks servers to answer 415, so
 // that a client relying on a parameter the server ignores learns it.
 func checkJSONAPIParameters(contentType string) error {
 	mt, params, err := mime.ParseMediaType(contentType)
-	if err != nil || mt != jsonAPIMediaType {
+	if err != nil || mt != openapi.MediaTypeJSONAPI {
 		return nil // kin-openapi judges other media types against the spec
 	}
 	for p := range params {
 		if p != "ext" && p != "profile" {
-			return httpErrorf(api.ErrorCodeUnsupportedMediaType, "Send %s without the parameter %q: JSON:API allows only ext and profile.", jsonAPIMediaType, p)
+			return httpErrorf(api.ErrorCodeUnsupportedMediaType, "Send %s without the parameter %q: JSON:API allows only ext and profile.", openapi.MediaTypeJSONAPI, p)
 		}
 	}
 	return nil

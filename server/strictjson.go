@@ -8,6 +8,8 @@ import (
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
+
+	"github.com/pace/userphone/openapi"
 )
 
 var strictJSONOnce sync.Once
@@ -20,7 +22,7 @@ var strictJSONOnce sync.Once
 // takes.
 func registerStrictJSONDecoders() {
 	strictJSONOnce.Do(func() {
-		for _, mt := range []string{"application/json", "application/vnd.api+json"} {
+		for _, mt := range []string{"application/json", openapi.MediaTypeJSONAPI} {
 			openapi3filter.RegisterBodyDecoder(mt, strictJSON)
 		}
 	})

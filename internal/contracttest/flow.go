@@ -9,36 +9,24 @@ import (
 	"net/url"
 	"slices"
 
+	"github.com/pace/userphone/gen/api"
 	"github.com/pace/userphone/openapi"
 )
 
 // The media types of the flow's requests, as PACE's clients send them.
 const (
-	jsonAPI   = "application/vnd.api+json"
 	plainJSON = "application/json"
 	formMedia = "application/x-www-form-urlencoded"
 )
 
-// The pending change's statuses (PendingChangeStatus).
-const (
-	awaitingCode  = "awaiting-code"
-	awaitingEmail = "awaiting-email-confirmation"
-)
-
-// phoneResource is the attributes of a PhoneDocument's phone resource.
-type phoneResource struct {
-	Number        string `json:"phoneNumber"`
-	Verified      bool   `json:"verified"`
-	PendingChange *struct {
-		Number string `json:"phoneNumber"`
-		Status string `json:"status"`
-	} `json:"pendingChange"`
-}
+// phoneResource is a PhoneDocument's attributes, as the spec generates
+// them.
+type phoneResource api.PhoneAttributes
 
 func (p phoneResource) String() string {
-	s := fmt.Sprintf("%s verified=%v", p.Number, p.Verified)
+	s := fmt.Sprintf("%s verified=%v", p.PhoneNumber, p.Verified)
 	if c := p.PendingChange; c != nil {
-		s += fmt.Sprintf(", pending %s %s", c.Number, c.Status)
+		s += fmt.Sprintf(", pending %s %s", c.PhoneNumber, c.Status)
 	}
 	return s
 }
@@ -46,21 +34,17 @@ func (p phoneResource) String() string {
 // verifiedNumber is the user's verified number, or "".
 func (p phoneResource) verifiedNumber() string {
 	if p.Verified {
-		return p.Number
+		return p.PhoneNumber
 	}
 	return ""
 }
 
 func readPhone(a *answer) (phoneResource, error) {
-	var doc struct {
-		Data struct {
-			Attributes phoneResource `json:"attributes"`
-		} `json:"data"`
-	}
+	var doc api.PhoneDocument
 	if err := json.Unmarshal(a.body, &doc); err != nil {
 		return phoneResource{}, fmt.Errorf("%s: the body is not a phone document: %w", a.label(), err)
 	}
-	return doc.Data.Attributes, nil
+	return phoneResource(doc.Data.Attributes), nil
 }
 
 // flowStep is step for the flow's steps, which build on each other:
@@ -132,16 +116,16 @@ func (r *runner) otherTestNumber(number string) string {
 func (r *runner) firstNumber(ctx context.Context, number string) {
 	r.flowStep(ctx, "first number", func(ctx context.Context, s *step) (string, error) {
 		return r.putNumber(ctx, s, number, http.StatusCreated, func(p phoneResource) bool {
-			return !p.Verified && p.Number == number && p.PendingChange != nil && p.PendingChange.Status == awaitingCode
+			return !p.Verified && p.PhoneNumber == number && p.PendingChange != nil && p.PendingChange.Status == api.AwaitingCode
 		})
 	})
 	r.flowStep(ctx, "check while the code is awaited", func(ctx context.Context, s *step) (string, error) {
-		return r.checkPhone(ctx, s, http.StatusCreated, func(p phoneResource) bool { return !p.Verified && p.Number == number })
+		return r.checkPhone(ctx, s, http.StatusCreated, func(p phoneResource) bool { return !p.Verified && p.PhoneNumber == number })
 	})
 	r.wrongCode(ctx)
 	r.verifyNumber(ctx, "verify the first number", number)
 	r.flowStep(ctx, "check the verified number", func(ctx context.Context, s *step) (string, error) {
-		return r.checkPhone(ctx, s, http.StatusOK, func(p phoneResource) bool { return p.Verified && p.Number == number && p.PendingChange == nil })
+		return r.checkPhone(ctx, s, http.StatusOK, func(p phoneResource) bool { return p.Verified && p.PhoneNumber == number && p.PendingChange == nil })
 	})
 	r.sameNumberAgain(ctx, number)
 	r.nothingPending(ctx, number)
@@ -152,7 +136,7 @@ func (r *runner) firstNumber(ctx context.Context, number string) {
 func (r *runner) sameNumberAgain(ctx context.Context, number string) {
 	r.flowStep(ctx, "the verified number again", func(ctx context.Context, s *step) (string, error) {
 		return r.putNumber(ctx, s, number, http.StatusOK, func(p phoneResource) bool {
-			return p.Verified && p.Number == number && p.PendingChange == nil
+			return p.Verified && p.PhoneNumber == number && p.PendingChange == nil
 		})
 	})
 }
@@ -185,7 +169,7 @@ func (r *runner) changeByEmail(ctx context.Context, verified string) {
 	r.wrongCode(ctx)
 	r.verifyNumber(ctx, "verify the second number", target)
 	r.flowStep(ctx, "check the new number", func(ctx context.Context, s *step) (string, error) {
-		return r.checkPhone(ctx, s, http.StatusOK, func(p phoneResource) bool { return p.Verified && p.Number == target && p.PendingChange == nil })
+		return r.checkPhone(ctx, s, http.StatusOK, func(p phoneResource) bool { return p.Verified && p.PhoneNumber == target && p.PendingChange == nil })
 	})
 	r.usedLinkIsGone(ctx, link, form)
 	r.nothingPending(ctx, target)
@@ -229,8 +213,8 @@ func (r *runner) askForAChange(ctx context.Context, mail mailpit, verified, targ
 			before[id] = true
 		}
 		return r.putNumber(ctx, s, target, http.StatusCreated, func(p phoneResource) bool {
-			return p.Verified && p.Number == verified && p.PendingChange != nil &&
-				p.PendingChange.Number == target && p.PendingChange.Status == awaitingEmail
+			return p.Verified && p.PhoneNumber == verified && p.PendingChange != nil &&
+				p.PendingChange.PhoneNumber == target && p.PendingChange.Status == api.AwaitingEmailConfirmation
 		})
 	})
 	r.flowStep(ctx, "verify before the e-mail is confirmed", func(ctx context.Context, s *step) (string, error) {
@@ -300,7 +284,7 @@ func codeBody(code string) []byte {
 // putNumber asks for number and checks the status and the resource.
 func (r *runner) putNumber(ctx context.Context, s *step, number string, status int, ok func(phoneResource) bool) (string, error) {
 	body, _ := json.Marshal(map[string]any{"data": map[string]any{"type": "phone", "attributes": map[string]string{"phoneNumber": number}}})
-	a, err := s.send(ctx, r.api(http.MethodPut, r.phonePath, jsonAPI, body))
+	a, err := s.send(ctx, r.api(http.MethodPut, r.phonePath, openapi.MediaTypeJSONAPI, body))
 	if err != nil {
 		return "", err
 	}
@@ -315,7 +299,7 @@ func (r *runner) verifyNumber(ctx context.Context, name, number string) {
 		if err != nil {
 			return "", err
 		}
-		return r.expectPhone(a, http.StatusOK, func(p phoneResource) bool { return p.Verified && p.Number == number && p.PendingChange == nil })
+		return r.expectPhone(a, http.StatusOK, func(p phoneResource) bool { return p.Verified && p.PhoneNumber == number && p.PendingChange == nil })
 	})
 }
 

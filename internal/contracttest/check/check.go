@@ -38,7 +38,7 @@ const NotAnswered = "x-userphone-not-answered"
 
 // ErrorMediaType is the media type of every error answer: the JSON:API
 // error document.
-const ErrorMediaType = "application/vnd.api+json"
+const ErrorMediaType = openapi.MediaTypeJSONAPI
 
 func init() {
 	// The confirmation pages are text/html; kin-openapi checks them as
