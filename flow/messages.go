@@ -173,7 +173,7 @@ func (s *Service) composeStep(ctx context.Context, tx userphone.Tx, m userphone.
 
 // codeExpired reports whether c's newest code has outlived the code TTL.
 func (s *Service) codeExpired(c *userphone.PhoneChange, now time.Time) bool {
-	if _, test := s.cfg.TestNumbers[c.PhoneNumber]; test && s.testNumbersEnded(now) {
+	if s.endedTestNumber(c.PhoneNumber, now) {
 		return true // a fixed code stops working with the test numbers
 	}
 	return c.LastSentAt != nil && !now.Before(c.LastSentAt.Add(s.cfg.CodeTTL))

@@ -33,6 +33,12 @@ func checkTestNumbers(s *Service) error {
 	return nil
 }
 
+// TestNumbersOver reports whether the test numbers' end has passed at now;
+// without an end, never.
+func (c Config) TestNumbersOver(now time.Time) bool {
+	return !c.TestNumbersUntil.IsZero() && !now.Before(c.TestNumbersUntil)
+}
+
 // testCode returns number's fixed code, when it is a test number and the
 // test numbers have not ended.
 func (s *Service) testCode(number string, now time.Time) (code string, ok bool) {
@@ -40,23 +46,29 @@ func (s *Service) testCode(number string, now time.Time) (code string, ok bool) 
 	return code, ok && !s.testNumbersEnded(now)
 }
 
+// endedTestNumber reports whether number is a test number whose end has
+// passed.
+func (s *Service) endedTestNumber(number string, now time.Time) bool {
+	_, test := s.cfg.TestNumbers[number]
+	return test && s.testNumbersEnded(now)
+}
+
 // testNumbersEnded reports whether the test numbers' end has passed, and
 // says so in the log the first time.
 func (s *Service) testNumbersEnded(now time.Time) bool {
-	until := s.cfg.TestNumbersUntil
-	if until.IsZero() || now.Before(until) {
+	if !s.cfg.TestNumbersOver(now) {
 		return false
 	}
 	s.endOfTestNumbers.Do(func() {
 		s.log.Warn("the test numbers have ended: requests for them are refused; renew their end date or remove them",
-			"test_numbers", len(s.cfg.TestNumbers), "until", until.Format(time.RFC3339))
+			"test_numbers", len(s.cfg.TestNumbers), "until", s.cfg.TestNumbersUntil.Format(time.RFC3339))
 	})
 	return true
 }
 
 // refuseEndedTestNumber refuses a test number past the test numbers' end.
 func (s *Service) refuseEndedTestNumber(number string, now time.Time) error {
-	if _, ok := s.cfg.TestNumbers[number]; !ok || !s.testNumbersEnded(now) {
+	if !s.endedTestNumber(number, now) {
 		return nil
 	}
 	return notAllowed("This is a test number, and the test numbers of this deployment have ended; use another number, or ask its operator to renew them.")

@@ -79,7 +79,7 @@ func logTestNumbers(f flow.Config, log *slog.Logger, now time.Time) {
 	case n == 0:
 	case f.TestNumbersUntil.IsZero():
 		log.Warn("test numbers on (USERPHONE_TEST_NUMBERS): their changes send no SMS, their fixed codes verify them; they have no end date (USERPHONE_TEST_NUMBERS_UNTIL)", "test_numbers", n)
-	case now.Before(f.TestNumbersUntil):
+	case !f.TestNumbersOver(now):
 		log.Warn("test numbers on (USERPHONE_TEST_NUMBERS): their changes send no SMS, their fixed codes verify them", "test_numbers", n, "until", f.TestNumbersUntil.Format(time.RFC3339))
 	default:
 		log.Warn("the test numbers have ended (USERPHONE_TEST_NUMBERS_UNTIL): requests for them are refused; renew the date or remove USERPHONE_TEST_NUMBERS", "test_numbers", n, "until", f.TestNumbersUntil.Format(time.RFC3339))
