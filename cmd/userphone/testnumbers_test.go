@@ -136,7 +136,7 @@ func serveInBackground(t *testing.T, vars map[string]string) (stop func()) {
 	var logs testenv.SyncBuffer
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, nil, env(vars), os.Stdout, &logs) }()
-	for !ready("http://" + vars["USERPHONE_ADDR"]) {
+	for !testenv.AnswersOK("http://" + vars["USERPHONE_ADDR"] + "/health/ready") {
 		select {
 		case code := <-done:
 			t.Fatalf("the server exited (%d) before it was ready:\n%s", code, logs.String())
@@ -179,15 +179,6 @@ func (a apiCaller) want(method, path, body string, status int) string {
 		a.t.Fatalf("%s %s: %d, want %d: %s", method, path, resp.StatusCode, status, b)
 	}
 	return string(b)
-}
-
-func ready(base string) bool {
-	resp, err := http.Get(base + "/health/ready")
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
 }
 
 func waitFor(t *testing.T, ok func() bool) {

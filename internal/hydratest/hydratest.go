@@ -291,17 +291,8 @@ func (s *Server) startProcess(t testing.TB) {
 	s.mu.Unlock()
 
 	testenv.WaitReady(t, "hydra", p.exited, 60*time.Second, func() bool {
-		return answersOK("http://"+s.hydraAdmin+"/health/ready") && answersOK("http://"+s.hydraPublic+"/health/ready")
+		return testenv.AnswersOK("http://"+s.hydraAdmin+"/health/ready") && testenv.AnswersOK("http://"+s.hydraPublic+"/health/ready")
 	}, nil)
-}
-
-func answersOK(u string) bool {
-	resp, err := http.Get(u)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
 }
 
 // Stop ends the Hydra process (SIGTERM, then SIGKILL after 10 s); the

@@ -14,7 +14,6 @@ package mailpittest
 
 import (
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -91,12 +90,7 @@ func Start(t testing.TB) *Server {
 }
 
 func (s *Server) ready() bool {
-	resp, err := http.Get(s.APIURL() + "/readyz")
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
+	if !testenv.AnswersOK(s.APIURL() + "/readyz") {
 		return false
 	}
 	c, err := net.DialTimeout("tcp", s.smtpAddr, time.Second)

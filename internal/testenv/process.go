@@ -111,15 +111,11 @@ func StartUserphone(t testing.TB, bin string, vars map[string]string) (base stri
 			t.Fatalf("the server exited before it was ready: %v", err)
 		default:
 		}
-		resp, err := http.Get(base + "/health/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return base
-			}
+		if AnswersOK(base + "/health/ready") {
+			return base
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the server was not ready within 60 s: %v", err)
+			t.Fatal("the server was not ready within 60 s")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,6 +61,17 @@ func StopGroup(cmd *exec.Cmd, exited chan error, grace time.Duration) bool {
 		<-exited
 		return false
 	}
+}
+
+// AnswersOK reports whether a GET of url answers 200: how the tests ask
+// a server they started whether it is ready.
+func AnswersOK(url string) bool {
+	resp, err := http.Get(url)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 // WaitReady polls ready every 20 ms until it reports true, and fails t
